@@ -1,0 +1,393 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// Functions is what the API needs of the controller.
+type Functions interface {
+	Deploy(ctx context.Context, spec function.Spec) error
+	Remove(ctx context.Context, name string) error
+	Scale(ctx context.Context, name string, replicas int) error
+	Spec(name string) (function.Spec, error)
+	Status(name string) (function.Status, error)
+	Functions() []function.Spec
+	WaitReady(ctx context.Context, name string) error
+}
+
+// Images loads image archives.
+type Images interface {
+	Import(ctx context.Context, archive io.Reader) ([]string, error)
+}
+
+// Config configures the API.
+type Config struct {
+	// Version and Commit describe this build.
+	Version, Commit string
+	// User and Password guard /system/* on TCP. An empty password turns
+	// authentication off.
+	User, Password string
+	// MaxBodyBytes limits JSON request bodies (default 1 MiB).
+	MaxBodyBytes int64
+}
+
+// API serves the control plane.
+type API struct {
+	cfg    Config
+	fns    Functions
+	images Images
+	proxy  http.Handler
+	gather prometheus.Gatherer
+	log    *slog.Logger
+	ready  func() bool
+}
+
+// New returns the API. proxy serves /function/*; gather feeds /metrics;
+// ready reports whether the daemon has finished starting (for /healthz).
+func New(cfg Config, fns Functions, images Images, proxy http.Handler, gather prometheus.Gatherer, ready func() bool, log *slog.Logger) *API {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	return &API{cfg: cfg, fns: fns, images: images, proxy: proxy, gather: gather, ready: ready, log: log}
+}
+
+// Handler returns the HTTP handler. With auth, /system/* requires basic
+// auth (TCP); without, it does not (the unix socket).
+func (a *API) Handler(auth bool) http.Handler {
+	r := httprouter.New()
+	r.HandleMethodNotAllowed = true
+	sys := func(method, path string, h httprouter.Handle) {
+		if auth && a.cfg.Password != "" {
+			h = a.basicAuth(h)
+		}
+		r.Handle(method, path, h)
+	}
+	sys(http.MethodGet, "/system/functions", a.listFunctions)
+	sys(http.MethodPost, "/system/functions", a.deployFunction)
+	sys(http.MethodPut, "/system/functions", a.updateFunction)
+	sys(http.MethodDelete, "/system/functions", a.deleteFunction)
+	sys(http.MethodGet, "/system/function/:name", a.describeFunction)
+	sys(http.MethodPost, "/system/scale-function/:name", a.scaleFunction)
+	sys(http.MethodGet, "/system/info", a.info)
+	sys(http.MethodGet, "/system/namespaces", a.namespaces)
+	sys(http.MethodPost, "/system/images", a.importImages)
+
+	r.Handle(http.MethodGet, "/healthz", a.healthz)
+	r.Handle(http.MethodHead, "/healthz", a.healthz)
+	metrics := promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{})
+	r.Handler(http.MethodGet, "/metrics", metrics)
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodHead} {
+		r.Handler(m, "/function/*path", a.proxy)
+	}
+	return r
+}
+
+func (a *API) basicAuth(h httprouter.Handle) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		user, pass, ok := r.BasicAuth()
+		if !ok || user != a.cfg.User || subtle.ConstantTimeCompare([]byte(pass), []byte(a.cfg.Password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Restricted"`)
+			http.Error(w, "invalid credentials", http.StatusUnauthorized)
+			return
+		}
+		h(w, r, ps)
+	}
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if a.ready != nil && !a.ready() {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "OK")
+}
+
+func (a *API) listFunctions(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if !validNamespace(w, r.URL.Query().Get("namespace")) {
+		return
+	}
+	specs := a.fns.Functions()
+	out := make([]FunctionStatus, 0, len(specs))
+	for _, s := range specs {
+		st, err := a.fns.Status(s.Name)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, toStatus(s, st, false))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) describeFunction(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	name, ok := a.resolve(w, ps.ByName("name"), r.URL.Query().Get("namespace"))
+	if !ok {
+		return
+	}
+	spec, err := a.fns.Spec(name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	st, err := a.fns.Status(name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toStatus(spec, st, true))
+}
+
+func (a *API) deployFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	a.deploy(w, r, false)
+}
+
+func (a *API) updateFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	a.deploy(w, r, true)
+}
+
+// deploy handles POST (create or update, as faasd does) and PUT (update
+// only: 404 makes faas-cli fall back to POST). With ?wait=DURATION, ember's
+// CLI waits for a ready replica and gets the reason when there is none.
+func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
+	var req FunctionDeployment
+	if !a.decode(w, r, &req) {
+		return
+	}
+	if !validNamespace(w, namespaceOf(req.Namespace, r)) {
+		return
+	}
+	if update {
+		if _, err := a.fns.Spec(req.Service); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	spec := fromDeployment(req)
+	if err := a.fns.Deploy(r.Context(), spec); err != nil {
+		writeError(w, err)
+		return
+	}
+	if ws := r.URL.Query().Get("wait"); ws != "" {
+		d, err := time.ParseDuration(ws)
+		if err != nil || d <= 0 {
+			http.Error(w, fmt.Sprintf("wait %q is not a positive duration", ws), http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		if err := a.fns.WaitReady(ctx, spec.Name); err != nil {
+			http.Error(w, err.Error(), http.StatusGatewayTimeout)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var req DeleteFunctionRequest
+	if !a.decode(w, r, &req) {
+		return
+	}
+	name, ok := a.resolve(w, req.FunctionName, namespaceOf(req.Namespace, r))
+	if !ok {
+		return
+	}
+	if err := a.fns.Remove(r.Context(), name); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (a *API) scaleFunction(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	var req ScaleServiceRequest
+	if !a.decode(w, r, &req) {
+		return
+	}
+	ref := ps.ByName("name")
+	if ref == "" {
+		ref = req.ServiceName
+	}
+	name, ok := a.resolve(w, ref, namespaceOf(req.Namespace, r))
+	if !ok {
+		return
+	}
+	if req.Replicas > 1000 {
+		http.Error(w, "replicas must be at most 1000", http.StatusBadRequest)
+		return
+	}
+	if err := a.fns.Scale(r.Context(), name, int(req.Replicas)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (a *API) info(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	v := &VersionInfo{Release: a.cfg.Version, SHA: a.cfg.Commit, CommitMessage: "ember " + a.cfg.Version}
+	writeJSON(w, http.StatusOK, GatewayInfo{
+		Provider: &ProviderInfo{Name: "ember", Orchestration: "containerd", Version: v},
+		Version:  v,
+		Arch:     runtime.GOARCH,
+	})
+}
+
+func (a *API) namespaces(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	writeJSON(w, http.StatusOK, []string{function.DefaultNamespace})
+}
+
+func (a *API) importImages(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	names, err := a.images.Import(r.Context(), r.Body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ImportResult{Images: names})
+}
+
+// resolve turns a path or body reference ("NAME" or "NAME.NAMESPACE") plus
+// a namespace into a function name, answering 404 for other namespaces.
+func (a *API) resolve(w http.ResponseWriter, ref, ns string) (string, bool) {
+	name, refNS := function.SplitRef(ref)
+	if ns == "" {
+		ns = refNS
+	}
+	if !validNamespace(w, ns) {
+		return "", false
+	}
+	if err := function.ValidateName(name); err != nil {
+		writeError(w, err)
+		return "", false
+	}
+	return name, true
+}
+
+// namespaceOf applies OpenFaaS's rule: body, else query, else default.
+func namespaceOf(body string, r *http.Request) string {
+	if body != "" {
+		return body
+	}
+	return r.URL.Query().Get("namespace")
+}
+
+func validNamespace(w http.ResponseWriter, ns string) bool {
+	if ns == "" || ns == function.DefaultNamespace {
+		return true
+	}
+	http.Error(w, fmt.Sprintf("namespace %q not found: ember has only %q", ns, function.DefaultNamespace), http.StatusNotFound)
+	return false
+}
+
+func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
+	if err := json.NewDecoder(body).Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, fmt.Sprintf("request body larger than %d bytes", mbe.Limit), http.StatusRequestEntityTooLarge)
+			return false
+		}
+		http.Error(w, "malformed JSON body: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError maps ember's error kinds to status codes; the message is the
+// error's text, which names what was wrong.
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, function.ErrInvalid), errors.Is(err, function.ErrImageNotFound):
+		code = http.StatusBadRequest
+	case errors.Is(err, function.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, function.ErrImage):
+		code = http.StatusBadGateway
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	http.Error(w, err.Error(), code)
+}
+
+func fromDeployment(d FunctionDeployment) function.Spec {
+	s := function.Spec{
+		Name:                   d.Service,
+		Image:                  d.Image,
+		EnvProcess:             d.EnvProcess,
+		Env:                    d.EnvVars,
+		Secrets:                d.Secrets,
+		Constraints:            d.Constraints,
+		ReadOnlyRootFilesystem: d.ReadOnlyRootFilesystem,
+	}
+	if d.Labels != nil {
+		s.Labels = *d.Labels
+	}
+	if d.Annotations != nil {
+		s.Annotations = *d.Annotations
+	}
+	if d.Limits != nil {
+		s.Limits = &function.Resources{Memory: d.Limits.Memory, CPU: d.Limits.CPU}
+	}
+	if d.Requests != nil {
+		s.Requests = &function.Resources{Memory: d.Requests.Memory, CPU: d.Requests.CPU}
+	}
+	return s
+}
+
+func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
+	labels, annotations := s.Labels, s.Annotations
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	fs := FunctionStatus{
+		Name:                   s.Name,
+		Image:                  s.Image,
+		Namespace:              function.DefaultNamespace,
+		EnvProcess:             s.EnvProcess,
+		EnvVars:                s.Env,
+		Constraints:            s.Constraints,
+		Secrets:                s.Secrets,
+		Labels:                 &labels,
+		Annotations:            &annotations,
+		ReadOnlyRootFilesystem: s.ReadOnlyRootFilesystem,
+		InvocationCount:        float64(st.Invoked),
+		Replicas:               uint64(st.Desired),
+		AvailableReplicas:      uint64(st.Ready),
+		CreatedAt:              s.CreatedAt,
+	}
+	if s.Limits != nil {
+		fs.Limits = &FunctionResources{Memory: s.Limits.Memory, CPU: s.Limits.CPU}
+	}
+	if s.Requests != nil {
+		fs.Requests = &FunctionResources{Memory: s.Requests.Memory, CPU: s.Requests.CPU}
+	}
+	if detail {
+		fs.Instances = st.Replicas
+	}
+	return fs
+}

@@ -1,0 +1,104 @@
+package api
+
+import (
+	"time"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// The JSON shapes below are OpenFaaS's (faas-provider/types), field for
+// field, so faas-cli and other OpenFaaS clients can use ember unchanged.
+
+// FunctionResources are Kubernetes-style quantities.
+type FunctionResources struct {
+	Memory string `json:"memory,omitempty"`
+	CPU    string `json:"cpu,omitempty"`
+}
+
+// FunctionDeployment is the body of POST and PUT /system/functions.
+type FunctionDeployment struct {
+	Service                string             `json:"service"`
+	Image                  string             `json:"image"`
+	Namespace              string             `json:"namespace,omitempty"`
+	EnvProcess             string             `json:"envProcess,omitempty"`
+	EnvVars                map[string]string  `json:"envVars,omitempty"`
+	Constraints            []string           `json:"constraints,omitempty"`
+	Secrets                []string           `json:"secrets,omitempty"`
+	Labels                 *map[string]string `json:"labels,omitempty"`
+	Annotations            *map[string]string `json:"annotations,omitempty"`
+	Limits                 *FunctionResources `json:"limits,omitempty"`
+	Requests               *FunctionResources `json:"requests,omitempty"`
+	ReadOnlyRootFilesystem bool               `json:"readOnlyRootFilesystem,omitempty"`
+}
+
+// FunctionStatus is an element of GET /system/functions and the body of
+// GET /system/function/NAME.
+type FunctionStatus struct {
+	Name                   string             `json:"name"`
+	Image                  string             `json:"image"`
+	Namespace              string             `json:"namespace,omitempty"`
+	EnvProcess             string             `json:"envProcess,omitempty"`
+	EnvVars                map[string]string  `json:"envVars,omitempty"`
+	Constraints            []string           `json:"constraints,omitempty"`
+	Secrets                []string           `json:"secrets,omitempty"`
+	Labels                 *map[string]string `json:"labels,omitempty"`
+	Annotations            *map[string]string `json:"annotations,omitempty"`
+	Limits                 *FunctionResources `json:"limits,omitempty"`
+	Requests               *FunctionResources `json:"requests,omitempty"`
+	ReadOnlyRootFilesystem bool               `json:"readOnlyRootFilesystem,omitempty"`
+	InvocationCount        float64            `json:"invocationCount,omitempty"`
+	Replicas               uint64             `json:"replicas,omitempty"`
+	AvailableReplicas      uint64             `json:"availableReplicas,omitempty"`
+	CreatedAt              time.Time          `json:"createdAt"`
+	Usage                  *FunctionUsage     `json:"usage,omitempty"`
+
+	// Instances is ember's addition, in describe only: each replica's
+	// state. OpenFaaS clients ignore it.
+	Instances []function.Replica `json:"instances,omitempty"`
+}
+
+// FunctionUsage is a function's resource use.
+type FunctionUsage struct {
+	CPU              float64 `json:"cpu,omitempty"`
+	TotalMemoryBytes float64 `json:"totalMemoryBytes,omitempty"`
+}
+
+// DeleteFunctionRequest is the body of DELETE /system/functions.
+type DeleteFunctionRequest struct {
+	FunctionName string `json:"functionName"`
+	Namespace    string `json:"namespace,omitempty"`
+}
+
+// ScaleServiceRequest is the body of POST /system/scale-function/NAME.
+type ScaleServiceRequest struct {
+	ServiceName string `json:"serviceName"`
+	Replicas    uint64 `json:"replicas"`
+	Namespace   string `json:"namespace,omitempty"`
+}
+
+// VersionInfo describes a build.
+type VersionInfo struct {
+	CommitMessage string `json:"commit_message,omitempty"`
+	SHA           string `json:"sha"`
+	Release       string `json:"release"`
+}
+
+// ProviderInfo describes the provider half of the gateway.
+type ProviderInfo struct {
+	Name          string       `json:"provider"`
+	Version       *VersionInfo `json:"version"`
+	Orchestration string       `json:"orchestration"`
+}
+
+// GatewayInfo is the body of GET /system/info. faas-cli dereferences every
+// nested field without nil checks, so all are always set.
+type GatewayInfo struct {
+	Provider *ProviderInfo `json:"provider"`
+	Version  *VersionInfo  `json:"version"`
+	Arch     string        `json:"arch"`
+}
+
+// ImportResult is the body of ember's POST /system/images.
+type ImportResult struct {
+	Images []string `json:"images"`
+}

@@ -1,0 +1,165 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/emberfaas/ember/api"
+)
+
+// Client talks to one ember daemon.
+type Client struct {
+	base       string
+	hc         *http.Client
+	user, pass string
+}
+
+// New returns a client for addr: a unix socket path, or an http(s) URL.
+func New(addr string) *Client {
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+		return &Client{base: strings.TrimSuffix(addr, "/"), hc: &http.Client{}}
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", addr)
+		},
+	}
+	return &Client{base: "http://ember", hc: &http.Client{Transport: tr}}
+}
+
+// WithBasicAuth sets credentials for a TCP daemon.
+func (c *Client) WithBasicAuth(user, pass string) *Client {
+	c.user, c.pass = user, pass
+	return c
+}
+
+// StatusError is a non-2xx answer; Message is the daemon's explanation.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	if e.Message == "" {
+		return http.StatusText(e.Code)
+	}
+	return e.Message
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if r, ok := in.(io.Reader); ok {
+		body = r
+	} else if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		if _, ok := in.(io.Reader); !ok {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	}
+	if c.pass != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("ember daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return &StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("decode %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// Deploy creates or updates a function. With wait > 0 it returns once a
+// replica of the new spec is ready, or with the reason it is not.
+func (c *Client) Deploy(ctx context.Context, d api.FunctionDeployment, wait time.Duration) error {
+	path := "/system/functions"
+	if wait > 0 {
+		path += "?wait=" + url.QueryEscape(wait.String())
+	}
+	return c.do(ctx, http.MethodPost, path, d, nil)
+}
+
+// List returns every function.
+func (c *Client) List(ctx context.Context) ([]api.FunctionStatus, error) {
+	var out []api.FunctionStatus
+	err := c.do(ctx, http.MethodGet, "/system/functions", nil, &out)
+	return out, err
+}
+
+// Describe returns one function with its replicas.
+func (c *Client) Describe(ctx context.Context, name string) (api.FunctionStatus, error) {
+	var out api.FunctionStatus
+	err := c.do(ctx, http.MethodGet, "/system/function/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Remove deletes a function; it returns once its replicas are gone.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/system/functions", api.DeleteFunctionRequest{FunctionName: name}, nil)
+}
+
+// Scale sets a function's desired replicas.
+func (c *Client) Scale(ctx context.Context, name string, replicas uint64) error {
+	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(name),
+		api.ScaleServiceRequest{ServiceName: name, Replicas: replicas}, nil)
+}
+
+// Info returns the daemon's version information.
+func (c *Client) Info(ctx context.Context) (api.GatewayInfo, error) {
+	var out api.GatewayInfo
+	err := c.do(ctx, http.MethodGet, "/system/info", nil, &out)
+	return out, err
+}
+
+// Import loads an image archive into the daemon and returns its images.
+func (c *Client) Import(ctx context.Context, archive io.Reader) ([]string, error) {
+	var out api.ImportResult
+	err := c.do(ctx, http.MethodPost, "/system/images", archive, &out)
+	return out.Images, err
+}
+
+// Invoke calls a function. path is the path below /function/NAME (it may
+// carry a query). The caller closes the response body.
+func (c *Client) Invoke(ctx context.Context, name, method, path string, header http.Header, body io.Reader) (*http.Response, error) {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+"/function/"+url.PathEscape(name)+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ember daemon: %w", err)
+	}
+	return resp, nil
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/network"
+	"github.com/emberfaas/ember/proxy"
+	"github.com/emberfaas/ember/runtime"
+	"github.com/emberfaas/ember/scale"
+	"github.com/emberfaas/ember/store"
+)
+
+type daemonOptions struct {
+	Listen             string
+	Socket             string
+	StateDir           string
+	RunDir             string
+	ContainerdSocket   string
+	RuncRoot           string
+	Namespace          string
+	Bridge             string
+	Subnet             string
+	CNIBinDir          string
+	InsecureRegistries []string
+	Nameservers        []string
+	Auth               bool
+	HealthInterval     time.Duration
+	WakeTimeout        time.Duration
+	DrainTimeout       time.Duration
+	LogLevel           string
+}
+
+func newDaemonCmd() *cobra.Command {
+	var o daemonOptions
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the ember daemon (as root, usually from systemd)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Socket, _ = cmd.Flags().GetString("socket")
+			return runDaemon(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Listen, "listen", "0.0.0.0:8080", "TCP address of the gateway and API")
+	f.StringVar(&o.StateDir, "state-dir", "/var/lib/ember", "directory for ember's state: store, logs, credentials")
+	f.StringVar(&o.RunDir, "run-dir", "/run/ember", "directory for runtime files that end with a reboot (network namespaces)")
+	f.StringVar(&o.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's gRPC socket")
+	f.StringVar(&o.RuncRoot, "runc-root", "", "runc state directory (default: containerd's)")
+	f.StringVar(&o.Namespace, "namespace", "ember", "containerd namespace for ember's images and containers")
+	f.StringVar(&o.Bridge, "bridge", "ember0", "name of the bridge functions are attached to")
+	f.StringVar(&o.Subnet, "subnet", "10.63.0.0/16", "subnet for function IPs")
+	f.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "directory of the CNI plugins (default: the first of /opt/cni/bin, /usr/lib/cni that holds bridge)")
+	f.StringSliceVar(&o.InsecureRegistries, "insecure-registry", nil, "registry host reached over plain HTTP (repeatable; localhost and 127.0.0.1 always are)")
+	f.StringSliceVar(&o.Nameservers, "nameserver", nil, "DNS server for functions (repeatable; default: the host's, without loopback stubs)")
+	f.BoolVar(&o.Auth, "auth", true, "require HTTP basic auth for /system/* on TCP")
+	f.DurationVar(&o.HealthInterval, "health-interval", 5*time.Second, "how often ready replicas' lock files are checked")
+	f.DurationVar(&o.WakeTimeout, "wake-timeout", 30*time.Second, "how long a request waits for a ready replica")
+	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
+	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func runDaemon(ctx context.Context, o daemonOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if o.CNIBinDir == "" {
+		o.CNIBinDir = findCNIBinDir()
+	}
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	st, err := store.Open(filepath.Join(o.StateDir, "ember.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	password := ""
+	if o.Auth {
+		if password, err = ensurePassword(filepath.Join(o.StateDir, "basic-auth-password")); err != nil {
+			return err
+		}
+	}
+	netw, err := network.New(network.Config{
+		Name:     "ember-" + o.Bridge,
+		Bridge:   o.Bridge,
+		Subnet:   o.Subnet,
+		BinDirs:  []string{o.CNIBinDir},
+		StateDir: filepath.Join(o.StateDir, "cni"),
+		NetNSDir: filepath.Join(o.RunDir, "netns-"+o.Bridge),
+	}, log.With("component", "network"))
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary for the probe: %w", err)
+	}
+	rt, err := runtime.New(ctx, runtime.Config{
+		Socket:             o.ContainerdSocket,
+		Namespace:          o.Namespace,
+		StateDir:           o.StateDir,
+		InsecureRegistries: o.InsecureRegistries,
+		ProbeBinary:        self,
+		Nameservers:        o.Nameservers,
+		RuncRoot:           o.RuncRoot,
+	}, netAdapter{netw}, log.With("component", "runtime"))
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	cver, err := rt.Version(ctx)
+	if err != nil {
+		return err
+	}
+	ctrl := scale.New(scale.Config{
+		HealthInterval: o.HealthInterval,
+		WakeTimeout:    o.WakeTimeout,
+		DrainTimeout:   o.DrainTimeout,
+	}, rt, st, log.With("component", "scale"))
+	if err := ctrl.Recover(ctx); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	px := proxy.New(ctrl, nil, log.With("component", "proxy"))
+	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password},
+		ctrl, rt, px, reg, nil, log.With("component", "api"))
+
+	tcpLn, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", o.Listen, err)
+	}
+	unixLn, err := listenUnix(o.Socket)
+	if err != nil {
+		tcpLn.Close()
+		return err
+	}
+	tcpSrv := &http.Server{Handler: a.Handler(true), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	unixSrv := &http.Server{Handler: a.Handler(false), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	ctrlDone := make(chan error, 1)
+	go func() { ctrlDone <- ctrl.Run(runCtx) }()
+	srvErr := make(chan error, 2)
+	go func() { srvErr <- tcpSrv.Serve(tcpLn) }()
+	go func() { srvErr <- unixSrv.Serve(unixLn) }()
+	log.Info("serving", "version", version, "listen", tcpLn.Addr().String(), "socket", o.Socket,
+		"containerd", cver, "namespace", o.Namespace, "bridge", o.Bridge, "subnet", o.Subnet, "auth", password != "")
+
+	select {
+	case <-ctx.Done():
+	case err = <-srvErr:
+		log.Error("server failed", "err", err)
+	}
+	// Stop accepting, let in-flight requests finish, then stop the
+	// controller. Function tasks keep running under containerd.
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	tcpSrv.Shutdown(sctx)
+	unixSrv.Shutdown(sctx)
+	cancelRun()
+	<-ctrlDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// listenUnix opens the API socket, replacing a stale one. It is mode 0660,
+// owned by group "ember" when that group exists, so membership grants use.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("socket %s: another ember daemon is serving it", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if g, err := user.LookupGroup("ember"); err == nil {
+		if gid, err := strconv.Atoi(g.Gid); err == nil {
+			os.Chown(path, 0, gid)
+		}
+	}
+	return ln, nil
+}
+
+// ensurePassword returns the admin password, generating it on first start.
+func ensurePassword(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
+		return strings.TrimSpace(string(data)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b[:])
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write password: %w", err)
+	}
+	return pw, nil
+}
+
+func findCNIBinDir() string {
+	for _, d := range []string{"/opt/cni/bin", "/usr/lib/cni"} {
+		if _, err := os.Stat(filepath.Join(d, "bridge")); err == nil {
+			return d
+		}
+	}
+	return "/opt/cni/bin"
+}
+
+// netAdapter adapts package network's types to the runtime's interface;
+// network imports nothing of ember's, by design.
+type netAdapter struct{ n *network.Network }
+
+func (a netAdapter) Attach(ctx context.Context, id string) (runtime.Attachment, error) {
+	at, err := a.n.Attach(ctx, id)
+	return runtime.Attachment{IP: at.IP, NetNS: at.NetNS}, err
+}
+
+func (a netAdapter) Detach(ctx context.Context, id string) error { return a.n.Detach(ctx, id) }
+
+func (a netAdapter) Lookup(id string) (runtime.Attachment, bool) {
+	at, ok := a.n.Lookup(id)
+	return runtime.Attachment{IP: at.IP, NetNS: at.NetNS}, ok
+}
+
+func (a netAdapter) List() ([]string, error) { return a.n.List() }
+
+func (a netAdapter) Gateway() netip.Addr { return a.n.Gateway() }
+
+var (
+	_ runtime.Network = netAdapter{}
+	_ scale.Runtime   = (*runtime.Runtime)(nil)
+	_ scale.Store     = (*store.Store)(nil)
+	_ proxy.Backends  = (*scale.Controller)(nil)
+	_ api.Functions   = (*scale.Controller)(nil)
+	_ api.Images      = (*runtime.Runtime)(nil)
+)

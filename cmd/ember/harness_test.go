@@ -1,0 +1,463 @@
+//go:build integration
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/snapshots"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/emberfaas/ember/client"
+	"github.com/emberfaas/ember/internal/itest"
+	"github.com/emberfaas/ember/network"
+)
+
+// env is what every end-to-end test shares: the ember binary, one private
+// containerd, and a registry on 127.0.0.1 holding the test images. Each
+// test runs its own daemons with their own namespace, bridge, subnet and
+// directories.
+type env struct {
+	bin        string
+	containerd *itest.Containerd
+	registry   *itest.Registry
+	// Images pushed to the registry.
+	echo, echo2, shell string
+	echoImg            v1.Image
+}
+
+var (
+	shared     *env
+	sharedErr  error
+	sharedOnce sync.Once
+	cleanups   []func()
+	subnetSeq  int
+	subnetMu   sync.Mutex
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	os.Exit(code)
+}
+
+// setup returns the shared environment, building it on first use.
+func setup(t *testing.T) *env {
+	t.Helper()
+	itest.RequireHost(t)
+	sharedOnce.Do(func() { shared, sharedErr = buildEnv() })
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+func buildEnv() (*env, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "ember-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+	root, err := itest.ModuleRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{bin: filepath.Join(dir, "ember")}
+	build := exec.Command("go", "build", "-o", e.bin, "./cmd/ember")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build ember: %v\n%s", err, out)
+	}
+	// The probe binary is bind-mounted into containers: any user must be
+	// able to run it.
+	os.Chmod(dir, 0o755)
+	e.containerd, err = itest.StartContainerd(ctx, filepath.Join(dir, "containerd"), nil)
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, func() { e.containerd.Stop() })
+	e.registry, err = itest.StartRegistry()
+	if err != nil {
+		return nil, err
+	}
+	cleanups = append(cleanups, e.registry.Close)
+
+	echo, err := itest.BuildGoImage(ctx, itest.ImageOptions{Pkg: itest.EchoPkg, Version: "v1", User: "65534:65534"})
+	if err != nil {
+		return nil, err
+	}
+	echo2, err := itest.BuildGoImage(ctx, itest.ImageOptions{Pkg: itest.EchoPkg, Version: "v2", User: "65534:65534"})
+	if err != nil {
+		return nil, err
+	}
+	shell, err := itest.BuildShellImage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.echo, e.echo2, e.shell = e.registry.Ref("echo:v1"), e.registry.Ref("echo:v2"), e.registry.Ref("shell:v1")
+	if err := itest.Push(ctx, echo, e.echo); err != nil {
+		return nil, err
+	}
+	if err := itest.Push(ctx, echo2, e.echo2); err != nil {
+		return nil, err
+	}
+	if err := itest.Push(ctx, shell, e.shell); err != nil {
+		return nil, err
+	}
+	e.echoImg = echo
+	return e, nil
+}
+
+// daemon is one ember daemon run as a separate process, as systemd would.
+type daemon struct {
+	t      *testing.T
+	e      *env
+	dir    string
+	ns     string
+	bridge string
+	subnet string
+	socket string
+	listen string
+	extra  []string
+	cmd    *exec.Cmd
+	logs   *lockedBuffer
+	exited chan struct{}
+	client *client.Client
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newDaemon starts a daemon with its own namespace, bridge, subnet, state
+// dir, socket and port. Cleanup removes its functions, stops it, and checks
+// that nothing it created is left on the host.
+func newDaemon(t *testing.T, e *env, extra ...string) *daemon {
+	t.Helper()
+	subnetMu.Lock()
+	subnetSeq++
+	seq := subnetSeq
+	subnetMu.Unlock()
+	port, err := itest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := randHex(3)
+	dir, err := os.MkdirTemp("", "ember-d-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{
+		t: t, e: e, dir: dir,
+		ns:     "e2e-" + id,
+		bridge: "embe" + id,
+		subnet: fmt.Sprintf("10.%d.%d.0/24", 200+os.Getpid()%40, seq%250),
+		socket: filepath.Join(dir, "ember.sock"),
+		listen: fmt.Sprintf("127.0.0.1:%d", port),
+		extra:  extra,
+	}
+	d.client = client.New(d.socket)
+	t.Cleanup(func() { d.teardown() })
+	d.start()
+	return d
+}
+
+func (d *daemon) args() []string {
+	return append([]string{"daemon",
+		"--socket", d.socket,
+		"--listen", d.listen,
+		"--state-dir", filepath.Join(d.dir, "state"),
+		"--run-dir", filepath.Join(d.dir, "run"),
+		"--containerd-socket", d.e.containerd.Socket,
+		"--runc-root", d.e.containerd.RuncRoot,
+		"--namespace", d.ns,
+		"--bridge", d.bridge,
+		"--subnet", d.subnet,
+		"--auth=false",
+		"--health-interval", "500ms",
+		"--drain-timeout", "5s",
+		"--log-level", "debug",
+	}, d.extra...)
+}
+
+func (d *daemon) start() {
+	d.t.Helper()
+	if d.logs == nil {
+		d.logs = &lockedBuffer{}
+	}
+	d.cmd = exec.Command(d.e.bin, d.args()...)
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, ch chan struct{}) { cmd.Wait(); close(ch) }(d.cmd, d.exited)
+	d.waitHealthy()
+}
+
+func (d *daemon) waitHealthy() {
+	d.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			d.t.Fatalf("daemon exited during start:\n%s", d.logs)
+		default:
+		}
+		resp, err := http.Get("http://" + d.listen + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("daemon not healthy after 30s:\n%s", d.logs)
+}
+
+// kill9 kills the daemon the hard way; its tasks keep running.
+func (d *daemon) kill9() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.exited
+}
+
+// stop sends SIGTERM and waits.
+func (d *daemon) stop() {
+	if d.cmd == nil {
+		return
+	}
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(40 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+func (d *daemon) running() bool {
+	select {
+	case <-d.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (d *daemon) teardown() {
+	t := d.t
+	if d.running() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		fns, err := d.client.List(ctx)
+		if err == nil {
+			for _, f := range fns {
+				if err := d.client.Remove(ctx, f.Name); err != nil {
+					t.Errorf("cleanup: remove %s: %v", f.Name, err)
+				}
+			}
+		}
+		cancel()
+		d.stop()
+	}
+	if t.Failed() {
+		t.Logf("daemon log:\n%s", d.logs)
+	}
+	// Whatever the test did, leave the host as it was.
+	ctx := context.Background()
+	if cl, err := d.e.containerd.Client(ctx); err == nil {
+		nctx := namespaces.WithNamespace(ctx, d.ns)
+		cs, _ := cl.Containers(nctx)
+		for _, c := range cs {
+			if task, err := c.Task(nctx, nil); err == nil {
+				task.Delete(nctx, containerd.WithProcessKill)
+			}
+			c.Delete(nctx, containerd.WithSnapshotCleanup)
+		}
+		cl.Close()
+	}
+	n, err := network.New(d.netConfig(), nil)
+	if err == nil {
+		if err := n.Teardown(ctx); err != nil {
+			t.Errorf("network teardown: %v", err)
+		}
+	}
+	os.RemoveAll(d.dir)
+}
+
+func (d *daemon) netConfig() network.Config {
+	return network.Config{
+		Name:     "ember-" + d.bridge,
+		Bridge:   d.bridge,
+		Subnet:   d.subnet,
+		BinDirs:  []string{"/usr/lib/cni", "/opt/cni/bin"},
+		StateDir: filepath.Join(d.dir, "state", "cni"),
+		NetNSDir: filepath.Join(d.dir, "run", "netns-"+d.bridge),
+	}
+}
+
+// ember runs the CLI against this daemon.
+func (d *daemon) ember(stdin io.Reader, args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command(d.e.bin, args...)
+	cmd.Env = append(os.Environ(), "EMBER_SOCKET="+d.socket)
+	var o, e bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+// mustEmber runs the CLI and fails the test on error.
+func (d *daemon) mustEmber(args ...string) string {
+	d.t.Helper()
+	out, errOut, err := d.ember(nil, args...)
+	if err != nil {
+		d.t.Fatalf("ember %s: %v\nstdout: %s\nstderr: %s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+func (d *daemon) url(path string) string { return "http://" + d.listen + path }
+
+// call sends one request through the gateway and decodes the echo reply.
+func (d *daemon) call(method, path, body string) (itest.EchoResponse, int, error) {
+	req, err := http.NewRequest(method, d.url(path), strings.NewReader(body))
+	if err != nil {
+		return itest.EchoResponse{}, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return itest.EchoResponse{}, 0, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var er itest.EchoResponse
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(data, &er); err != nil {
+			return er, resp.StatusCode, fmt.Errorf("decode %q: %w", data, err)
+		}
+	} else {
+		err = fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	}
+	return er, resp.StatusCode, err
+}
+
+// leftovers lists everything of this daemon's that should be gone after
+// its functions are removed: containers, tasks, active snapshots, CNI
+// allocations, network namespaces, iptables rules and log files.
+func (d *daemon) leftovers() []string {
+	d.t.Helper()
+	ctx := context.Background()
+	cl, err := d.e.containerd.Client(ctx)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer cl.Close()
+	nctx := namespaces.WithNamespace(ctx, d.ns)
+	var left []string
+	cs, err := cl.Containers(nctx)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, c := range cs {
+		left = append(left, "container "+c.ID())
+	}
+	tasks, err := cl.TaskService().List(nctx, nil)
+	if err == nil {
+		for _, tk := range tasks.Tasks {
+			left = append(left, "task "+tk.ID)
+		}
+	}
+	cl.SnapshotService("overlayfs").Walk(nctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind == snapshots.KindActive {
+			left = append(left, "snapshot "+info.Name)
+		}
+		return nil
+	})
+	allocDir := filepath.Join(d.dir, "state", "cni", "networks", "ember-"+d.bridge)
+	ents, _ := os.ReadDir(allocDir)
+	for _, e := range ents {
+		if n := e.Name(); n != "lock" && !strings.HasPrefix(n, "last_reserved_ip") {
+			left = append(left, "ip allocation "+n)
+		}
+	}
+	nsEnts, _ := os.ReadDir(filepath.Join(d.dir, "run", "netns-"+d.bridge))
+	for _, e := range nsEnts {
+		left = append(left, "netns "+e.Name())
+	}
+	for _, table := range []string{"nat", "filter"} {
+		out, _ := exec.Command("iptables", "-t", table, "-S").CombinedOutput()
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, "ember-"+d.bridge) {
+				left = append(left, "iptables "+table+": "+line)
+			}
+		}
+	}
+	filepath.WalkDir(filepath.Join(d.dir, "state", "logs"), func(p string, de os.DirEntry, err error) error {
+		if err == nil && !de.IsDir() {
+			left = append(left, "log "+p)
+		}
+		return nil
+	})
+	rents, _ := os.ReadDir(filepath.Join(d.dir, "state", "replicas"))
+	for _, e := range rents {
+		left = append(left, "replica files "+e.Name())
+	}
+	return left
+}
+
+func (d *daemon) assertNoLeftovers() {
+	d.t.Helper()
+	if left := d.leftovers(); len(left) > 0 {
+		d.t.Errorf("left behind:\n  %s", strings.Join(left, "\n  "))
+	}
+}
+
+func nsCtx(ctx context.Context, ns string) context.Context { return namespaces.WithNamespace(ctx, ns) }
+
+var withKill = containerd.WithProcessKill

@@ -1,0 +1,308 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+var (
+	// ErrInvalid is returned (wrapped) for a bad Config or id.
+	ErrInvalid = errors.New("invalid")
+	// ErrExists is returned (wrapped) by Attach when the id already has a
+	// network namespace: attach it again only after Detach.
+	ErrExists = errors.New("already attached")
+)
+
+// undoTimeout bounds the clean-up after a failed Attach, which runs even
+// when the caller's context is already done.
+const undoTimeout = 30 * time.Second
+
+// Attachment is one id's place on the network.
+type Attachment struct {
+	ID    string
+	IP    netip.Addr
+	NetNS string // path of the bind-mounted network namespace
+}
+
+// Network attaches ids to one CNI bridge network.
+//
+// Its methods may be called concurrently, but not for the same id: the
+// caller serialises Attach and Detach of one id.
+type Network struct {
+	cfg     Config
+	subnet  netip.Prefix
+	cni     *libcni.CNIConfig
+	conf    *libcni.NetworkConfigList
+	masq    iptables
+	log     *slog.Logger
+	gateway netip.Addr
+}
+
+// New validates cfg, checks that the plugins and iptables are installed and
+// creates cfg's directories. It changes nothing else on the host: the bridge
+// appears with the first Attach.
+func New(cfg Config, log *slog.Logger) (*Network, error) {
+	subnet, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("network config: %w", err)
+	}
+	for _, p := range plugins {
+		if _, err := invoke.FindInPath(p, cfg.BinDirs); err != nil {
+			return nil, fmt.Errorf("cni plugin: %w", err)
+		}
+	}
+	// The bridge plugin runs iptables for ipMasq; so does the clean-up here.
+	ipt, err := lookIptables()
+	if err != nil {
+		return nil, fmt.Errorf("ip masquerade: %w", err)
+	}
+	raw, err := cfg.conflistJSON(subnet)
+	if err != nil {
+		return nil, fmt.Errorf("cni config: %w", err)
+	}
+	conf, err := libcni.ConfListFromBytes(raw)
+	if err != nil {
+		return nil, fmt.Errorf("cni config: %w", err)
+	}
+	for _, d := range []string{cfg.ipamDir(), cfg.cacheDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+	}
+	if err := os.MkdirAll(cfg.NetNSDir, 0o755); err != nil {
+		return nil, fmt.Errorf("netns dir: %w", err)
+	}
+	exe := &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: stderrLog{log}},
+		PluginDecoder: version.PluginDecoder{},
+	}
+	return &Network{
+		cfg:     cfg,
+		subnet:  subnet,
+		cni:     libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.cacheDir(), exe),
+		conf:    conf,
+		masq:    iptables{path: ipt},
+		log:     log,
+		gateway: gateway(subnet),
+	}, nil
+}
+
+// Gateway is the bridge's address, the first host address of the subnet.
+// Replicas reach the daemon there.
+func (n *Network) Gateway() netip.Addr { return n.gateway }
+
+// Attach creates a network namespace for id, pinned at NetNSDir/id so that it
+// outlives any process, and plugs it into the bridge as eth0. On failure it
+// undoes everything it did, even if ctx is done.
+func (n *Network) Attach(ctx context.Context, id string) (Attachment, error) {
+	if err := validateID(id); err != nil {
+		return Attachment{}, fmt.Errorf("attach: %w", err)
+	}
+	path := n.cfg.netnsPath(id)
+	if err := createNetNS(path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			// Someone else's netns (or a leftover the caller must Detach):
+			// not ours to undo.
+			return Attachment{}, fmt.Errorf("attach %s: %w", id, ErrExists)
+		}
+		return Attachment{}, fmt.Errorf("attach %s: %w", id, err)
+	}
+	ip, err := n.add(ctx, id, path)
+	if err != nil {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		defer cancel()
+		if uerr := n.detach(uctx, id); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("undo: %w", uerr))
+		}
+		return Attachment{}, fmt.Errorf("attach %s: %w", id, err)
+	}
+	n.log.Debug("attached", "id", id, "ip", ip)
+	return Attachment{ID: id, IP: ip, NetNS: path}, nil
+}
+
+// add runs CNI ADD for id in the netns at path and returns the address it got.
+func (n *Network) add(ctx context.Context, id, path string) (netip.Addr, error) {
+	res, err := n.cni.AddNetworkList(ctx, n.conf, n.runtimeConf(id, path))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("cni add: %w", err)
+	}
+	r, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("cni add: result: %w", err)
+	}
+	for _, c := range r.IPs {
+		ip, ok := netip.AddrFromSlice(c.Address.IP)
+		if ip = ip.Unmap(); ok && n.subnet.Contains(ip) {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("cni add: no address in %s in result", n.subnet)
+}
+
+// Detach takes id off the network: CNI DEL (which releases its IP), removal
+// of any masquerade rules left for id, then the netns. It succeeds for ids
+// that are gone or only partly set up, so it is safe to repeat. If it fails,
+// id stays in List for a later Detach to finish.
+func (n *Network) Detach(ctx context.Context, id string) error {
+	if err := validateID(id); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	if err := n.detach(ctx, id); err != nil {
+		return fmt.Errorf("detach %s: %w", id, err)
+	}
+	n.log.Debug("detached", "id", id)
+	return nil
+}
+
+// detach undoes as much of Attach as it can and reports what it could not.
+// The netns goes even when DEL fails (the veth dies with it); whatever DEL
+// left, an IP allocation or libcni's cache entry, keeps id in List, and a
+// later detach, which then runs DEL without a netns, finishes the job.
+func (n *Network) detach(ctx context.Context, id string) error {
+	path := n.cfg.netnsPath(id)
+	// Without a live netns (gone, or a file whose bind mount never
+	// happened) DEL runs with none, which the CNI spec allows: the plugins
+	// still release the IP.
+	netns := ""
+	if isNetNS(path) {
+		netns = path
+	}
+	var errs []error
+	if err := n.cni.DelNetworkList(ctx, n.conf, n.runtimeConf(id, netns)); err != nil {
+		errs = append(errs, fmt.Errorf("cni del: %w", err))
+	}
+	// The bridge plugin removes its masquerade rules only when it finds eth0
+	// in a live netns; anything else leaves them behind.
+	comment := ruleComment(n.cfg.Name, id)
+	if err := n.masq.sweep(ctx, func(c string) bool { return c == comment }); err != nil {
+		errs = append(errs, fmt.Errorf("ip masquerade: %w", err))
+	}
+	if err := removeNetNS(path); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Network) runtimeConf(id, netns string) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{ContainerID: id, NetNS: netns, IfName: ifName}
+}
+
+// Lookup re-adopts id after a daemon restart: it reports id's Attachment if
+// its netns is still mounted and host-local still holds an IP for it.
+func (n *Network) Lookup(id string) (Attachment, bool) {
+	if validateID(id) != nil {
+		return Attachment{}, false
+	}
+	path := n.cfg.netnsPath(id)
+	if !isNetNS(path) {
+		return Attachment{}, false
+	}
+	allocs, err := readAllocations(n.cfg.allocDir())
+	if err != nil {
+		n.log.Warn("reading ip allocations", "err", err)
+		return Attachment{}, false
+	}
+	ip, ok := allocs[id]
+	if !ok {
+		return Attachment{}, false
+	}
+	return Attachment{ID: id, IP: ip, NetNS: path}, true
+}
+
+// List returns, sorted, every id that owns a netns file, an IP allocation or
+// a libcni cache entry, so that the caller can Detach the ones it no longer
+// wants.
+func (n *Network) List() ([]string, error) {
+	allocs, err := readAllocations(n.cfg.allocDir())
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	ids := make([]string, 0, len(allocs))
+	for id := range allocs {
+		ids = append(ids, id)
+	}
+	netns, err := readDirNames(n.cfg.NetNSDir)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	ids = append(ids, netns...)
+	// libcni names its cache files NAME-ID-IFNAME.
+	cached, err := readDirNames(filepath.Join(n.cfg.cacheDir(), "results"))
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	for _, c := range cached {
+		c, ok1 := strings.CutPrefix(c, n.cfg.Name+"-")
+		c, ok2 := strings.CutSuffix(c, "-"+ifName)
+		if ok1 && ok2 {
+			ids = append(ids, c)
+		}
+	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return validateID(id) != nil })
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
+}
+
+// readDirNames lists dir, which may not exist yet.
+func readDirNames(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names, nil
+}
+
+// Teardown removes what this Network created host-wide: the bridge and any
+// masquerade rules carrying its name. Ids still attached are detached first,
+// so that nothing is stranded.
+func (n *Network) Teardown(ctx context.Context) error {
+	ids, err := n.List()
+	if err != nil {
+		return fmt.Errorf("teardown: %w", err)
+	}
+	var errs []error
+	for _, id := range ids {
+		n.log.Info("detaching leftover", "id", id)
+		if err := n.detach(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("detach %s: %w", id, err))
+		}
+	}
+	prefix := rulePrefix(n.cfg.Name)
+	if err := n.masq.sweep(ctx, func(c string) bool { return strings.HasPrefix(c, prefix) }); err != nil {
+		errs = append(errs, fmt.Errorf("ip masquerade: %w", err))
+	}
+	if err := deleteBridge(n.cfg.Bridge); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("teardown: %w", err)
+	}
+	return nil
+}
+
+// stderrLog passes what plugins print on stderr (informational only: errors
+// come back on stdout) to the log.
+type stderrLog struct{ log *slog.Logger }
+
+func (w stderrLog) Write(p []byte) (int, error) {
+	w.log.Debug("cni plugin stderr", "out", strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,177 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/snapshots"
+)
+
+// LockVisible looks for the lock file through /proc/PID/root, which shows
+// the container's own mounts (a tmpfs /tmp included). It costs one stat and
+// no process, so it can run often; ProbeLock is the authoritative check.
+func (r *Runtime) LockVisible(pid uint32) (bool, error) {
+	_, err := os.Stat("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/root" + LockPath)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// ProbeLock checks for the lock file from inside the container: it execs
+// the bind-mounted probe binary as the container's own user, so it sees
+// exactly what the function sees and needs no shell in the image.
+func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
+	if r.cfg.ProbeBinary == "" {
+		return false, errors.New("probe binary not configured")
+	}
+	ctx = r.ns(ctx)
+	c, err := r.loadContainer(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("spec of %s: %w", id, err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return false, fmt.Errorf("task %s: %w", id, ErrNotFound)
+		}
+		return false, err
+	}
+	p := *spec.Process
+	p.Terminal = false
+	p.Args = []string{ProbePath, "probe", LockPath}
+	proc, err := task.Exec(ctx, "probe-"+NewID("x")[2:], &p, cio.NullIO)
+	if err != nil {
+		return false, fmt.Errorf("exec probe in %s: %w", id, err)
+	}
+	defer proc.Delete(context.WithoutCancel(ctx))
+	statusC, err := proc.Wait(ctx)
+	if err != nil {
+		return false, fmt.Errorf("wait probe in %s: %w", id, err)
+	}
+	if err := proc.Start(ctx); err != nil {
+		return false, fmt.Errorf("start probe in %s: %w", id, err)
+	}
+	select {
+	case st := <-statusC:
+		code, _, err := st.Result()
+		if err != nil {
+			return false, fmt.Errorf("probe in %s: %w", id, err)
+		}
+		switch code {
+		case 0:
+			return true, nil
+		case 1:
+			return false, nil
+		default:
+			return false, fmt.Errorf("probe in %s exited with code %d", id, code)
+		}
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// LogTail returns up to n last lines of a replica's output.
+func (r *Runtime) LogTail(fn, id string, n int) []string {
+	f, err := os.Open(r.LogPath(fn, id))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	// The tail of a log is in its last few KiB; don't read a large file.
+	if st, err := f.Stat(); err == nil && st.Size() > 16<<10 {
+		f.Seek(-16<<10, io.SeekEnd)
+	}
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > n {
+			lines = lines[1:]
+		}
+	}
+	return lines
+}
+
+// Sweep removes every replica resource whose ID keep rejects: containers,
+// tasks, active snapshots, network attachments, replica files and logs. It
+// runs on start, after adoption, so nothing from a crash is left behind.
+func (r *Runtime) Sweep(ctx context.Context, keep func(id string) bool) error {
+	ctx = r.ns(ctx)
+	var errs []error
+	reps, err := r.Replicas(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rep := range reps {
+		if !keep(rep.ID) {
+			r.log.Info("removing orphan replica", "fn", rep.Function, "replica", rep.ID)
+			if err := r.Remove(ctx, rep.Function, rep.ID, 0); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	var orphans []string
+	err = r.client.SnapshotService(snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind == snapshots.KindActive && !keep(info.Name) {
+			orphans = append(orphans, info.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list snapshots: %w", err))
+	}
+	for _, id := range orphans {
+		if err := r.client.SnapshotService(snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove snapshot %s: %w", id, err))
+		}
+	}
+	ids, err := r.net.List()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, id := range ids {
+		if !keep(id) {
+			if err := r.net.Detach(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if ents, err := os.ReadDir(filesDir(r.cfg.StateDir)); err == nil {
+		for _, e := range ents {
+			if !keep(e.Name()) {
+				os.RemoveAll(filepath.Join(filesDir(r.cfg.StateDir), e.Name()))
+			}
+		}
+	}
+	fns, _ := os.ReadDir(logDir(r.cfg.StateDir))
+	for _, fn := range fns {
+		dir := filepath.Join(logDir(r.cfg.StateDir), fn.Name())
+		logs, _ := os.ReadDir(dir)
+		for _, l := range logs {
+			id, _, _ := strings.Cut(l.Name(), ".log")
+			if !keep(id) {
+				os.Remove(filepath.Join(dir, l.Name()))
+			}
+		}
+		os.Remove(dir) // only succeeds when empty
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,359 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/errdefs"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// ErrNotFound is returned (wrapped) for a replica that does not exist.
+var ErrNotFound = errors.New("replica not found")
+
+// NewID returns a fresh replica ID for a function: the name keeps IDs
+// readable in `ctr` and `ip netns`, the suffix keeps them unique.
+func NewID(fn string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return fn + "-" + hex.EncodeToString(b[:])
+}
+
+// Create starts a new replica of spec with the given ID: network, container,
+// snapshot, task. On any failure everything created so far is removed.
+func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (rep function.Instance, err error) {
+	ctx = r.ns(ctx)
+	ref, err := NormalizeImage(spec.Image)
+	if err != nil {
+		return function.Instance{}, err
+	}
+	img, err := r.client.GetImage(ctx, ref)
+	if err != nil {
+		return function.Instance{}, fmt.Errorf("%w: %s: %w", function.ErrImage, spec.Image, err)
+	}
+	defer func() {
+		if err != nil {
+			// Use a fresh context: the caller's may be why we failed.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if cerr := r.cleanup(cctx, spec.Name, id); cerr != nil {
+				r.log.Error("cleanup after failed create", "fn", spec.Name, "replica", id, "err", cerr)
+			}
+		}
+	}()
+	att, err := r.net.Attach(ctx, id)
+	if err != nil {
+		return function.Instance{}, fmt.Errorf("network: %w", err)
+	}
+	dir := filepath.Join(filesDir(r.cfg.StateDir), id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return function.Instance{}, err
+	}
+	hosts := filepath.Join(dir, "hosts")
+	if err := os.WriteFile(hosts, hostsContent(spec.Name, att.IP, r.net.Gateway()), 0o644); err != nil {
+		return function.Instance{}, err
+	}
+	opts, err := r.specOpts(spec, img, att, hosts)
+	if err != nil {
+		return function.Instance{}, err
+	}
+	labels := map[string]string{
+		LabelFunction: spec.Name,
+		LabelHash:     spec.Hash(),
+		LabelIP:       att.IP.String(),
+	}
+	c, err := r.client.NewContainer(ctx, id,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(snapshotter),
+		containerd.WithNewSnapshot(id, img),
+		containerd.WithContainerLabels(labels),
+		containerd.WithRuntime("io.containerd.runc.v2", r.runcOptions()),
+		containerd.WithNewSpec(opts...))
+	if err != nil {
+		return function.Instance{}, fmt.Errorf("create container: %w", err)
+	}
+	pid, err := r.startTask(ctx, c, spec.Name)
+	if err != nil {
+		return function.Instance{}, err
+	}
+	return function.Instance{ID: id, Function: spec.Name, Hash: labels[LabelHash], IP: att.IP, Pid: pid,
+		Status: function.TaskRunning, Created: time.Now()}, nil
+}
+
+func (r *Runtime) startTask(ctx context.Context, c containerd.Container, fn string) (uint32, error) {
+	logPath := r.LogPath(fn, c.ID())
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return 0, err
+	}
+	task, err := c.NewTask(ctx, cio.LogFile(logPath))
+	if err != nil {
+		return 0, fmt.Errorf("create task: %w", err)
+	}
+	if err := task.Start(ctx); err != nil {
+		task.Delete(ctx, containerd.WithProcessKill)
+		return 0, fmt.Errorf("start task: %w", err)
+	}
+	return task.Pid(), nil
+}
+
+// Restart replaces an exited replica's task with a new one in the same
+// container, keeping its network attachment and IP.
+func (r *Runtime) Restart(ctx context.Context, id string) (uint32, error) {
+	ctx = r.ns(ctx)
+	c, err := r.loadContainer(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if task, err := c.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return 0, fmt.Errorf("delete old task of %s: %w", id, err)
+		}
+	}
+	labels, err := c.Labels(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("labels of %s: %w", id, err)
+	}
+	return r.startTask(ctx, c, labels[LabelFunction])
+}
+
+// Wait returns a channel that receives the replica's exit. ctx bounds the
+// wait (cancel it to stop waiting, not to stop the task).
+func (r *Runtime) Wait(ctx context.Context, id string) (<-chan function.Exit, error) {
+	ctx = r.ns(ctx)
+	task, err := r.loadTask(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := task.Wait(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait %s: %w", id, err)
+	}
+	out := make(chan function.Exit, 1)
+	go func() {
+		select {
+		case st := <-sc:
+			code, at, err := st.Result()
+			out <- function.Exit{Code: code, At: at, Err: err}
+		case <-ctx.Done():
+		}
+		close(out)
+	}()
+	return out, nil
+}
+
+// Pause freezes a replica's processes (cgroup freezer): no CPU, memory kept.
+func (r *Runtime) Pause(ctx context.Context, id string) error {
+	task, err := r.loadTask(r.ns(ctx), id)
+	if err != nil {
+		return err
+	}
+	if err := task.Pause(r.ns(ctx)); err != nil {
+		return fmt.Errorf("pause %s: %w", id, err)
+	}
+	return nil
+}
+
+// Resume thaws a paused replica.
+func (r *Runtime) Resume(ctx context.Context, id string) error {
+	task, err := r.loadTask(r.ns(ctx), id)
+	if err != nil {
+		return err
+	}
+	if err := task.Resume(r.ns(ctx)); err != nil {
+		return fmt.Errorf("resume %s: %w", id, err)
+	}
+	return nil
+}
+
+// Stop ends a replica's task: SIGTERM, then SIGKILL after grace. The
+// container and network stay, so Restart can reuse them.
+func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
+	ctx = r.ns(ctx)
+	task, err := r.loadTask(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return r.stopTask(ctx, task, grace)
+}
+
+func (r *Runtime) stopTask(ctx context.Context, task containerd.Task, grace time.Duration) error {
+	st, err := task.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("status of %s: %w", task.ID(), err)
+	}
+	if st.Status == containerd.Paused {
+		// A frozen process cannot act on SIGTERM.
+		if err := task.Resume(ctx); err != nil {
+			return fmt.Errorf("resume %s to stop it: %w", task.ID(), err)
+		}
+	}
+	if st.Status != containerd.Stopped && st.Status != containerd.Created {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		exitC, err := task.Wait(wctx)
+		if err != nil {
+			return fmt.Errorf("wait %s: %w", task.ID(), err)
+		}
+		if grace > 0 {
+			if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("sigterm %s: %w", task.ID(), err)
+			}
+			select {
+			case <-exitC:
+			case <-time.After(grace):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("sigkill %s: %w", task.ID(), err)
+		}
+		select {
+		case <-exitC:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task %s: %w", task.ID(), err)
+	}
+	return nil
+}
+
+// Remove stops a replica (SIGTERM, SIGKILL after grace) and frees
+// everything it owned: task, container, snapshot, network attachment, files
+// and logs. Removing a replica that is already (partly) gone is not an error.
+func (r *Runtime) Remove(ctx context.Context, fn, id string, grace time.Duration) error {
+	ctx = r.ns(ctx)
+	if task, err := r.loadTask(ctx, id); err == nil {
+		if err := r.stopTask(ctx, task, grace); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return r.cleanup(ctx, fn, id)
+}
+
+// cleanup removes whatever exists of a replica, task excepted.
+func (r *Runtime) cleanup(ctx context.Context, fn, id string) error {
+	var errs []error
+	if c, err := r.client.LoadContainer(ctx, id); err == nil {
+		if task, err := c.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete task: %w", err))
+			}
+		}
+		if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete container: %w", err))
+		}
+	} else if !errdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("load container: %w", err))
+	}
+	// A snapshot may outlive a container whose creation failed half-way.
+	if err := r.client.SnapshotService(snapshotter).Remove(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+		errs = append(errs, fmt.Errorf("remove snapshot: %w", err))
+	}
+	if err := r.net.Detach(ctx, id); err != nil {
+		errs = append(errs, fmt.Errorf("network: %w", err))
+	}
+	if err := os.RemoveAll(filepath.Join(filesDir(r.cfg.StateDir), id)); err != nil {
+		errs = append(errs, err)
+	}
+	if fn != "" {
+		if err := os.Remove(r.LogPath(fn, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		// Drop the function's log directory once its last replica is gone.
+		_ = os.Remove(filepath.Dir(r.LogPath(fn, id)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove replica %s: %w", id, err)
+	}
+	return nil
+}
+
+// Replicas lists every replica container in ember's namespace with its
+// task's state, for adoption after a restart.
+func (r *Runtime) Replicas(ctx context.Context) ([]function.Instance, error) {
+	ctx = r.ns(ctx)
+	cs, err := r.client.Containers(ctx, fmt.Sprintf("labels.%q", LabelFunction))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]function.Instance, 0, len(cs))
+	for _, c := range cs {
+		info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("container %s: %w", c.ID(), err)
+		}
+		rep := function.Instance{ID: c.ID(), Function: info.Labels[LabelFunction], Hash: info.Labels[LabelHash],
+			Created: info.CreatedAt, Status: function.TaskNone}
+		rep.IP, _ = netip.ParseAddr(info.Labels[LabelIP])
+		if task, err := c.Task(ctx, nil); err == nil {
+			st, err := task.Status(ctx)
+			if err != nil && !errdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("task %s: %w", c.ID(), err)
+			}
+			if err == nil {
+				rep.Status = function.TaskStatus(st.Status)
+				rep.Pid = task.Pid()
+			}
+		} else if !errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("task %s: %w", c.ID(), err)
+		}
+		out = append(out, rep)
+	}
+	return out, nil
+}
+
+func (r *Runtime) loadContainer(ctx context.Context, id string) (containerd.Container, error) {
+	c, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
+	return c, nil
+}
+
+func (r *Runtime) loadTask(ctx context.Context, id string) (containerd.Task, error) {
+	c, err := r.loadContainer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	task, err := c.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task %s: %w", id, err)
+	}
+	return task, nil
+}
+
+func (r *Runtime) runcOptions() any {
+	if r.cfg.RuncRoot == "" {
+		return nil
+	}
+	return &options.Options{Root: r.cfg.RuncRoot}
+}

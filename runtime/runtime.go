@@ -1,0 +1,130 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+)
+
+// Labels ember puts on its containers. They make a container self-describing,
+// so a restarted daemon can adopt it without any other record.
+const (
+	LabelFunction = "io.ember.function"
+	LabelHash     = "io.ember.hash"
+	LabelIP       = "io.ember.ip"
+	LabelImported = "io.ember.imported"
+)
+
+const snapshotter = "overlayfs"
+
+// Network attaches replicas to the host's function network. It is
+// implemented by package network.
+type Network interface {
+	Attach(ctx context.Context, id string) (Attachment, error)
+	Detach(ctx context.Context, id string) error
+	Lookup(id string) (Attachment, bool)
+	List() ([]string, error)
+	Gateway() netip.Addr
+}
+
+// Attachment is a replica's place on the network.
+type Attachment struct {
+	IP    netip.Addr
+	NetNS string
+}
+
+// Config configures a Runtime. Every field has a default fit for a
+// single daemon; tests and side-by-side daemons override them.
+type Config struct {
+	// Socket is containerd's gRPC socket.
+	Socket string
+	// Namespace is the containerd namespace holding all of ember's
+	// images, containers and tasks.
+	Namespace string
+	// StateDir holds logs, per-replica files and registry credentials
+	// (config.json).
+	StateDir string
+	// InsecureRegistries are registry hosts reached over plain HTTP in
+	// addition to localhost and 127.0.0.1.
+	InsecureRegistries []string
+	// ProbeBinary is a static executable bind-mounted read-only into every
+	// container and exec'd to look for the lock file, so images without a
+	// shell work too.
+	ProbeBinary string
+	// Nameservers override the resolv.conf given to functions; empty means
+	// the host's, unless those point at a loopback stub resolver.
+	Nameservers []string
+	// RuncRoot is runc's state directory; empty keeps containerd's default
+	// (/run/containerd/runc). Tests give each containerd its own.
+	RuncRoot string
+	// PullTimeout bounds one image pull.
+	PullTimeout time.Duration
+}
+
+// Runtime drives containerd for ember.
+type Runtime struct {
+	cfg    Config
+	client *containerd.Client
+	net    Network
+	log    *slog.Logger
+}
+
+// New connects to containerd. The connection is lazy on containerd's side,
+// so New only fails for a missing socket or bad config.
+func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runtime, error) {
+	if cfg.Namespace == "" {
+		return nil, errors.New("runtime: namespace is required")
+	}
+	if cfg.PullTimeout == 0 {
+		cfg.PullTimeout = 5 * time.Minute
+	}
+	for _, d := range []string{logDir(cfg.StateDir), filesDir(cfg.StateDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("runtime: %w", err)
+		}
+	}
+	client, err := containerd.New(cfg.Socket,
+		containerd.WithDefaultNamespace(cfg.Namespace),
+		containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
+	}
+	r := &Runtime{cfg: cfg, client: client, net: net, log: log}
+	if err := r.writeResolvConf(); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close closes the containerd connection; tasks keep running.
+func (r *Runtime) Close() error { return r.client.Close() }
+
+// Version is the containerd daemon's version.
+func (r *Runtime) Version(ctx context.Context) (string, error) {
+	v, err := r.client.Version(r.ns(ctx))
+	if err != nil {
+		return "", fmt.Errorf("containerd version: %w", err)
+	}
+	return v.Version, nil
+}
+
+func (r *Runtime) ns(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, r.cfg.Namespace)
+}
+
+func logDir(state string) string   { return filepath.Join(state, "logs") }
+func filesDir(state string) string { return filepath.Join(state, "replicas") }
+
+// LogPath is where a replica's stdout and stderr go.
+func (r *Runtime) LogPath(fn, id string) string {
+	return filepath.Join(logDir(r.cfg.StateDir), fn, id+".log")
+}

@@ -1,0 +1,370 @@
+package scale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// Runtime is what the controller needs of the container runtime.
+type Runtime interface {
+	EnsureImage(ctx context.Context, ref string) (string, error)
+	Create(ctx context.Context, spec function.Spec, id string) (function.Instance, error)
+	Restart(ctx context.Context, id string) (pid uint32, err error)
+	Wait(ctx context.Context, id string) (<-chan function.Exit, error)
+	Remove(ctx context.Context, fn, id string, grace time.Duration) error
+	Replicas(ctx context.Context) ([]function.Instance, error)
+	Sweep(ctx context.Context, keep func(id string) bool) error
+	LockVisible(pid uint32) (bool, error)
+	ProbeLock(ctx context.Context, id string) (bool, error)
+	LogTail(fn, id string, n int) []string
+}
+
+// Store is the durable desired state.
+type Store interface {
+	PutFunction(function.Spec) error
+	Function(name string) (function.Spec, error)
+	Functions() ([]function.Spec, error)
+	DeleteFunction(name string) error
+}
+
+// Config tunes the controller. Zero values take the documented defaults.
+type Config struct {
+	// HealthInterval is how often ready replicas' lock files are checked
+	// (default 5s, the HEALTHCHECK interval of OpenFaaS's examples).
+	HealthInterval time.Duration
+	// HealthMisses is how many consecutive missing-lock checks make a
+	// replica be replaced (default 3).
+	HealthMisses int
+	// DrainTimeout bounds how long a replica leaving service waits for its
+	// in-flight requests (default 30s).
+	DrainTimeout time.Duration
+	// StopTimeout is the time between SIGTERM and SIGKILL (default 5s).
+	StopTimeout time.Duration
+	// WakeTimeout bounds how long a request waits for a ready replica
+	// (default 30s).
+	WakeTimeout time.Duration
+	// BackoffMin and BackoffMax bound restart delays (1s doubling to 5m);
+	// BackoffReset is how long a replica must run to reset it (10m).
+	BackoffMin, BackoffMax, BackoffReset time.Duration
+	// Port is the port functions serve on (8080).
+	Port int
+	// Dial checks that a replica accepts connections; default a TCP dial.
+	Dial func(ctx context.Context, addr string) error
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.HealthInterval, 5*time.Second)
+	def(&c.DrainTimeout, 30*time.Second)
+	def(&c.StopTimeout, 5*time.Second)
+	def(&c.WakeTimeout, 30*time.Second)
+	def(&c.BackoffMin, time.Second)
+	def(&c.BackoffMax, 5*time.Minute)
+	def(&c.BackoffReset, 10*time.Minute)
+	if c.HealthMisses == 0 {
+		c.HealthMisses = 3
+	}
+	if c.Port == 0 {
+		c.Port = 8080
+	}
+	if c.Dial == nil {
+		d := net.Dialer{Timeout: time.Second}
+		c.Dial = func(ctx context.Context, addr string) error {
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn.Close()
+			}
+			return err
+		}
+	}
+}
+
+// Controller converges functions' replica sets on their specs.
+type Controller struct {
+	cfg Config
+	rt  Runtime
+	st  Store
+	log *slog.Logger
+
+	// fns is replaced, never mutated, so Acquire reads it without a lock.
+	fns atomic.Pointer[map[string]*fn]
+
+	mu      sync.Mutex // guards below; serialises changes to fns
+	ctx     context.Context
+	wg      sync.WaitGroup
+	started bool
+}
+
+// New returns a controller; call Recover, then Run.
+func New(cfg Config, rt Runtime, st Store, log *slog.Logger) *Controller {
+	cfg.setDefaults()
+	c := &Controller{cfg: cfg, rt: rt, st: st, log: log}
+	c.fns.Store(&map[string]*fn{})
+	return c
+}
+
+// Recover adopts the replicas that survived a daemon restart, removes
+// anything that belongs to no function, and prepares a loop per function.
+// Loops start with Run.
+func (c *Controller) Recover(ctx context.Context) error {
+	specs, err := c.st.Functions()
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	insts, err := c.rt.Replicas(ctx)
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	fns := make(map[string]*fn, len(specs))
+	for _, s := range specs {
+		fns[s.Name] = newFn(c, s)
+	}
+	keep := map[string]bool{}
+	for _, in := range insts {
+		f := fns[in.Function]
+		if f == nil || (in.Status != function.TaskRunning && in.Status != function.TaskPaused) || !in.IP.IsValid() {
+			continue
+		}
+		f.adopt(in)
+		keep[in.ID] = true
+		c.log.Info("adopted replica", "fn", in.Function, "replica", in.ID, "ip", in.IP)
+	}
+	if err := c.rt.Sweep(ctx, func(id string) bool { return keep[id] }); err != nil {
+		// Leftovers are logged, not fatal: serving beats a clean slate.
+		c.log.Error("sweep", "err", err)
+	}
+	c.fns.Store(&fns)
+	return nil
+}
+
+// Run starts every function's loop and blocks until ctx ends. Loops stop
+// with ctx; the tasks keep running under containerd for the next daemon.
+func (c *Controller) Run(ctx context.Context) error {
+	c.mu.Lock()
+	c.ctx = ctx
+	c.started = true
+	for _, f := range *c.fns.Load() {
+		c.startLoop(f)
+	}
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Controller) startLoop(f *fn) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f.run(c.ctx)
+	}()
+}
+
+// Deploy validates spec, makes its image present (pulling it), stores it
+// and starts converging: a new function gets its replicas, an existing one
+// a rolling update. Nothing is changed when any step before storing fails.
+func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if _, err := c.rt.EnsureImage(ctx, spec.Image); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UTC()
+	spec.CreatedAt, spec.UpdatedAt = now, now
+	old, err := c.st.Function(spec.Name)
+	switch {
+	case err == nil:
+		spec.CreatedAt = old.CreatedAt
+		if spec.Replicas == 0 {
+			spec.Replicas = old.Replicas
+		}
+	case !errors.Is(err, function.ErrNotFound):
+		return err
+	}
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", spec.Name, err)
+	}
+	fns := *c.fns.Load()
+	if f := fns[spec.Name]; f != nil && !f.isRemoving() {
+		f.setSpec(spec)
+		c.log.Info("updated", "fn", spec.Name, "image", spec.Image)
+		return nil
+	}
+	f := newFn(c, spec)
+	next := cloneMap(fns)
+	next[spec.Name] = f
+	c.fns.Store(&next)
+	if c.started {
+		c.startLoop(f)
+	}
+	c.log.Info("deployed", "fn", spec.Name, "image", spec.Image)
+	return nil
+}
+
+// Scale sets a function's desired replica count.
+func (c *Controller) Scale(ctx context.Context, name string, replicas int) error {
+	if replicas < 0 {
+		return fmt.Errorf("%w: replicas must not be negative", function.ErrInvalid)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	spec := f.specCopy()
+	spec.Replicas = replicas
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	f.setSpec(spec)
+	c.log.Info("scaled", "fn", name, "replicas", replicas)
+	return nil
+}
+
+// Remove deletes a function: it leaves the store at once, then its
+// replicas drain and are removed. Remove returns when all are gone or ctx
+// ends (removal then goes on in the background).
+func (c *Controller) Remove(ctx context.Context, name string) error {
+	c.mu.Lock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		c.mu.Unlock()
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	if err := c.st.DeleteFunction(name); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	f.markRemoving()
+	if !c.started {
+		// No loop to drain it (tests that never Run): drop it now.
+		c.dropLocked(f)
+	}
+	c.mu.Unlock()
+	c.log.Info("removing", "fn", name)
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dropped is called by a function's loop when its last replica is gone
+// after Remove.
+func (c *Controller) dropped(f *fn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(f)
+}
+
+func (c *Controller) dropLocked(f *fn) {
+	fns := *c.fns.Load()
+	if fns[f.name] != f {
+		return
+	}
+	next := cloneMap(fns)
+	delete(next, f.name)
+	c.fns.Store(&next)
+}
+
+// Spec returns a function's desired state.
+func (c *Controller) Spec(name string) (function.Spec, error) {
+	f := c.lookup(name)
+	if f == nil {
+		return function.Spec{}, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	return f.specCopy(), nil
+}
+
+// Status returns a function's observed state.
+func (c *Controller) Status(name string) (function.Status, error) {
+	f := c.lookup(name)
+	if f == nil {
+		return function.Status{}, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	return f.status(), nil
+}
+
+// Functions lists the specs of all functions, sorted by name.
+func (c *Controller) Functions() []function.Spec {
+	fns := *c.fns.Load()
+	out := make([]function.Spec, 0, len(fns))
+	for _, f := range fns {
+		if !f.isRemoving() {
+			out = append(out, f.specCopy())
+		}
+	}
+	slices.SortFunc(out, func(a, b function.Spec) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// WaitReady blocks until a replica running the function's current spec is
+// ready, and otherwise explains why not: the image, the process's exit code
+// and last output, or the missing lock file.
+func (c *Controller) WaitReady(ctx context.Context, name string) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		f := c.lookup(name)
+		if f == nil {
+			return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+		}
+		ok, hopeless, why := f.currentReady()
+		if ok {
+			return nil
+		}
+		if hopeless {
+			return fmt.Errorf("%s not ready: crash-looping: %s", name, why)
+		}
+		select {
+		case <-ctx.Done():
+			if why == "" {
+				why = "no replica started yet"
+			}
+			return fmt.Errorf("%s not ready: %s", name, why)
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Controller) lookup(name string) *fn {
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		return nil
+	}
+	return f
+}
+
+func cloneMap(m map[string]*fn) map[string]*fn {
+	next := make(map[string]*fn, len(m)+1)
+	for k, v := range m {
+		next[k] = v
+	}
+	return next
+}

@@ -1,0 +1,638 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// fn is one function's replica set. Its loop is the only writer of the
+// replica states; API readers take mu briefly, the proxy reads eps.
+type fn struct {
+	name string
+	c    *Controller
+
+	// Read by the proxy without locks.
+	eps         atomic.Pointer[[]*replica] // ready replicas, in rotation
+	rr          atomic.Uint64
+	readyC      atomic.Pointer[chan struct{}] // closed when eps becomes non-empty
+	invocations atomic.Uint64
+	inflight    atomic.Int64
+
+	kick   chan struct{}
+	events chan func()
+	done   chan struct{} // closed when a removed function's last replica is gone
+
+	mu       sync.Mutex // guards below
+	spec     function.Spec
+	replicas map[string]*replica
+	removing bool
+}
+
+// replica is one replica as the controller tracks it. Fields under fn.mu
+// are written by the function's loop only.
+type replica struct {
+	f    *fn
+	id   string
+	hash string
+	ip   netip.Addr
+	addr string // ip:port, built once
+
+	inflight atomic.Int64
+	draining atomic.Bool
+
+	// under fn.mu
+	pid          uint32
+	state        function.State
+	started      time.Time
+	healthySince time.Time
+	everReady    time.Time
+	restarts     int
+	lastExit     string
+	message      string
+	misses       int
+	replace      bool // unhealthy too long: a successor is started
+	backoff      time.Duration
+	restartAt    time.Time
+	cancel       context.CancelFunc // stops its watchers
+}
+
+func newFn(c *Controller, spec function.Spec) *fn {
+	f := &fn{
+		name:     spec.Name,
+		c:        c,
+		spec:     spec,
+		replicas: map[string]*replica{},
+		kick:     make(chan struct{}, 1),
+		events:   make(chan func(), 64),
+		done:     make(chan struct{}),
+	}
+	f.eps.Store(&[]*replica{})
+	ch := make(chan struct{})
+	f.readyC.Store(&ch)
+	return f
+}
+
+func (f *fn) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// send hands an event to the loop; watchers use it so that all state
+// changes happen on the loop's goroutine.
+func (f *fn) send(ctx context.Context, ev func()) {
+	select {
+	case f.events <- ev:
+	case <-ctx.Done():
+	}
+}
+
+func (f *fn) setSpec(s function.Spec) {
+	f.mu.Lock()
+	f.spec = s
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *fn) specCopy() function.Spec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.spec.Clone()
+}
+
+func (f *fn) markRemoving() {
+	f.mu.Lock()
+	f.removing = true
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *fn) isRemoving() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.removing
+}
+
+// adopt takes over a replica found running after a restart. It starts in
+// "starting" and is back in rotation as soon as its readiness is confirmed.
+func (f *fn) adopt(in function.Instance) {
+	r := &replica{f: f, id: in.ID, hash: in.Hash, ip: in.IP, addr: f.addrOf(in.IP),
+		pid: in.Pid, state: function.StateStarting, started: in.Created}
+	f.replicas[in.ID] = r
+}
+
+func (f *fn) addrOf(ip netip.Addr) string {
+	return net.JoinHostPort(ip.String(), strconv.Itoa(f.c.cfg.Port))
+}
+
+func (f *fn) run(ctx context.Context) {
+	health := time.NewTicker(f.c.cfg.HealthInterval)
+	defer health.Stop()
+	var retry *time.Timer
+	// Adopted replicas need watchers.
+	f.mu.Lock()
+	for _, r := range f.replicas {
+		if r.cancel == nil {
+			f.watch(ctx, r)
+		}
+	}
+	f.mu.Unlock()
+	for {
+		next := f.reconcile(ctx)
+		if f.finished() {
+			f.c.dropped(f)
+			close(f.done)
+			return
+		}
+		var retryC <-chan time.Time
+		if !next.IsZero() {
+			if retry == nil {
+				retry = time.NewTimer(time.Until(next))
+			} else {
+				retry.Reset(time.Until(next))
+			}
+			retryC = retry.C
+		}
+		select {
+		case <-ctx.Done():
+			f.mu.Lock()
+			for _, r := range f.replicas {
+				if r.cancel != nil {
+					r.cancel()
+				}
+			}
+			f.mu.Unlock()
+			return
+		case <-f.kick:
+		case ev := <-f.events:
+			ev()
+		case <-health.C:
+			f.checkHealth()
+		case <-retryC:
+		}
+	}
+}
+
+func (f *fn) finished() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.removing && len(f.replicas) == 0
+}
+
+// reconcile moves the replica set one step towards the spec and returns
+// when it next needs to run for a timed action (a restart after backoff).
+func (f *fn) reconcile(ctx context.Context) (next time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	hash := f.spec.Hash()
+	desired := f.spec.DesiredReplicas()
+	if f.removing {
+		desired = 0
+	}
+	var cur, old []*replica
+	curReady := 0
+	for _, r := range f.replicas {
+		if r.state == function.StateStopping {
+			continue
+		}
+		if r.hash == hash && !r.replace {
+			cur = append(cur, r)
+			if r.state == function.StateReady {
+				curReady++
+			}
+		} else {
+			old = append(old, r)
+		}
+	}
+	// Start what is missing.
+	for range desired - len(cur) {
+		f.create(ctx)
+	}
+	// Remove current replicas beyond desired: not-ready ones first, then
+	// the newest.
+	if extra := len(cur) - desired; extra > 0 {
+		slices.SortFunc(cur, func(a, b *replica) int { return rankForRemoval(a) - rankForRemoval(b) })
+		for _, r := range cur[:extra] {
+			f.drain(ctx, r)
+		}
+	}
+	// Outdated or replaced replicas keep serving until enough current ones
+	// are ready to carry the load: no request fails during an update.
+	keepOld := max(0, desired-curReady)
+	slices.SortFunc(old, func(a, b *replica) int { return rankForRemoval(a) - rankForRemoval(b) })
+	for i, r := range old {
+		if i >= len(old)-keepOld && r.state == function.StateReady {
+			continue
+		}
+		f.drain(ctx, r)
+	}
+	// Restarts due.
+	now := time.Now()
+	for _, r := range f.replicas {
+		if r.state != function.StateExited || r.restartAt.IsZero() {
+			continue
+		}
+		if !now.Before(r.restartAt) {
+			r.restartAt = time.Time{}
+			f.restart(ctx, r)
+		} else if next.IsZero() || r.restartAt.Before(next) {
+			next = r.restartAt
+		}
+	}
+	return next
+}
+
+// rankForRemoval orders replicas so the least useful go first.
+func rankForRemoval(r *replica) int {
+	switch r.state {
+	case function.StateExited:
+		return 0
+	case function.StateUnhealthy:
+		return 1
+	case function.StateStarting:
+		return 2
+	default:
+		return 3
+	}
+}
+
+// create starts a replica in the background; it counts as "starting" at
+// once so the next reconcile does not start another.
+func (f *fn) create(ctx context.Context) {
+	spec := f.spec.Clone()
+	id := newReplicaID(f.name)
+	r := &replica{f: f, id: id, hash: spec.Hash(), state: function.StateStarting, started: time.Now(),
+		message: "creating container"}
+	f.replicas[id] = r
+	go func() {
+		in, err := f.c.rt.Create(ctx, spec, id)
+		f.send(ctx, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if err != nil {
+				delete(f.replicas, id)
+				f.c.log.Error("create replica", "fn", f.name, "replica", id, "err", err)
+				f.lastCreateErr(err)
+				return
+			}
+			r.ip, r.pid, r.addr = in.IP, in.Pid, f.addrOf(in.IP)
+			r.message = "waiting for " + lockPath
+			f.c.log.Info("replica started", "fn", f.name, "replica", id, "ip", in.IP)
+			if r.state == function.StateStopping {
+				// Drained while being created.
+				go f.remove(ctx, r)
+				return
+			}
+			f.watch(ctx, r)
+		})
+	}()
+}
+
+const lockPath = "/tmp/.lock"
+
+// lastCreateErr keeps a failed creation's reason where WaitReady and
+// describe find it; a function that cannot even create a container must
+// not retry in a tight loop, so the next attempt is delayed.
+func (f *fn) lastCreateErr(err error) {
+	r := &replica{f: f, id: "failed", state: function.StateExited, lastExit: err.Error(),
+		message: "create failed: " + err.Error(), hash: f.spec.Hash()}
+	if prev, ok := f.replicas["failed"]; ok {
+		r.backoff = prev.backoff
+	}
+	r.backoff = nextBackoff(r.backoff, f.c.cfg.BackoffMin, f.c.cfg.BackoffMax)
+	r.restartAt = time.Now().Add(r.backoff)
+	f.replicas["failed"] = r
+}
+
+// watch starts a replica's watchers: one waits for its exit, one for its
+// readiness. Called with f.mu held, on the loop.
+func (f *fn) watch(ctx context.Context, r *replica) {
+	wctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	id, pid, addr := r.id, r.pid, r.addr
+	exitC, err := f.c.rt.Wait(wctx, id)
+	if err != nil {
+		f.c.log.Error("wait replica", "fn", f.name, "replica", id, "err", err)
+		r.state = function.StateExited
+		r.lastExit = err.Error()
+		r.restartAt = time.Now()
+		return
+	}
+	go func() {
+		ex, ok := <-exitC
+		if !ok {
+			return
+		}
+		f.send(ctx, func() { f.exited(ctx, id, ex) })
+	}()
+	go f.waitReady(wctx, id, pid, addr)
+}
+
+// waitReady polls a starting replica until the lock file exists and the
+// port accepts connections, then confirms the lock through task exec. The
+// poll is a stat and a dial, so it can be fast; the exec runs once.
+func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string) {
+	delay := 10 * time.Millisecond
+	var last string
+	for {
+		msg := ""
+		if ok, err := f.c.rt.LockVisible(pid); err != nil {
+			msg = "checking " + lockPath + ": " + err.Error()
+		} else if !ok {
+			msg = "no lock file " + lockPath + " yet"
+		} else if err := f.c.cfg.Dial(ctx, addr); err != nil {
+			msg = lockPath + " present, port not accepting connections yet"
+		} else if ok, err := f.c.rt.ProbeLock(ctx, id); err != nil || !ok {
+			msg = fmt.Sprintf("probe found no lock (%v)", err)
+		} else {
+			f.send(ctx, func() { f.becameReady(id) })
+			return
+		}
+		if msg != last {
+			last = msg
+			f.send(ctx, func() { f.setMessage(id, msg) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 250*time.Millisecond)
+	}
+}
+
+func (f *fn) setMessage(id, msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r := f.replicas[id]; r != nil && r.state == function.StateStarting {
+		r.message = msg
+	}
+}
+
+func (f *fn) becameReady(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.replicas[id]
+	if r == nil || r.state != function.StateStarting {
+		return
+	}
+	r.state = function.StateReady
+	r.message = ""
+	r.misses = 0
+	r.healthySince = time.Now()
+	r.everReady = r.healthySince
+	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", time.Since(r.started).Round(time.Millisecond))
+	f.publish()
+}
+
+// exited handles a replica's process ending.
+func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.replicas[id]
+	if r == nil || r.state == function.StateStopping {
+		return
+	}
+	if r.cancel != nil {
+		r.cancel()
+		r.cancel = nil
+	}
+	wasReady := r.state == function.StateReady
+	r.state = function.StateExited
+	r.lastExit = ex.String()
+	tail := f.c.rt.LogTail(f.name, id, 10)
+	r.message = "process exited: " + r.lastExit
+	if len(tail) > 0 {
+		r.message += "; last output:\n" + strings.Join(tail, "\n")
+	}
+	if !r.healthySince.IsZero() && time.Since(r.healthySince) >= f.c.cfg.BackoffReset {
+		r.backoff = 0
+	}
+	r.backoff = nextBackoff(r.backoff, f.c.cfg.BackoffMin, f.c.cfg.BackoffMax)
+	r.restartAt = time.Now().Add(r.backoff)
+	r.healthySince = time.Time{}
+	f.c.log.Warn("replica exited", "fn", f.name, "replica", id, "exit", r.lastExit, "restart_in", r.backoff)
+	if wasReady {
+		f.publish()
+	}
+}
+
+func (f *fn) restart(ctx context.Context, r *replica) {
+	if r.id == "failed" {
+		// A failed creation: forget it and let reconcile create anew.
+		delete(f.replicas, r.id)
+		f.poke()
+		return
+	}
+	r.state = function.StateStarting
+	r.message = "restarting"
+	r.restarts++
+	id := r.id
+	go func() {
+		pid, err := f.c.rt.Restart(ctx, id)
+		f.send(ctx, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			r := f.replicas[id]
+			if r == nil {
+				return
+			}
+			if err != nil {
+				f.c.log.Error("restart replica", "fn", f.name, "replica", id, "err", err)
+				r.state = function.StateExited
+				r.lastExit = err.Error()
+				r.backoff = nextBackoff(r.backoff, f.c.cfg.BackoffMin, f.c.cfg.BackoffMax)
+				r.restartAt = time.Now().Add(r.backoff)
+				f.poke()
+				return
+			}
+			f.c.log.Info("replica restarted", "fn", f.name, "replica", id, "restarts", r.restarts)
+			r.pid = pid
+			r.started = time.Now()
+			f.watch(ctx, r)
+		})
+	}()
+}
+
+// checkHealth looks at every ready or unhealthy replica's lock file. A
+// missing lock takes a replica out of rotation at once; after HealthMisses
+// consecutive misses it is replaced, successor first.
+func (f *fn) checkHealth() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	changed := false
+	for _, r := range f.replicas {
+		if r.state != function.StateReady && r.state != function.StateUnhealthy {
+			continue
+		}
+		ok, err := f.c.rt.LockVisible(r.pid)
+		if err != nil {
+			// The process is gone; the exit watcher reports it.
+			continue
+		}
+		switch {
+		case ok && r.state == function.StateUnhealthy:
+			r.state, r.misses, r.message = function.StateReady, 0, ""
+			f.c.log.Info("replica healthy again", "fn", f.name, "replica", r.id)
+			changed = true
+		case ok:
+			r.misses = 0
+		default:
+			r.misses++
+			if r.state == function.StateReady {
+				r.state = function.StateUnhealthy
+				r.message = lockPath + " missing"
+				f.c.log.Warn("replica unhealthy", "fn", f.name, "replica", r.id)
+				changed = true
+			}
+			if r.misses >= f.c.cfg.HealthMisses && !r.replace {
+				r.replace = true
+				f.c.log.Warn("replacing unhealthy replica", "fn", f.name, "replica", r.id, "misses", r.misses)
+				f.poke()
+			}
+		}
+	}
+	if changed {
+		f.publish()
+	}
+}
+
+// drain takes r out of rotation and removes it once its in-flight requests
+// are done (or DrainTimeout passes). Called with f.mu held, on the loop.
+func (f *fn) drain(ctx context.Context, r *replica) {
+	wasReady := r.state == function.StateReady
+	r.state = function.StateStopping
+	r.draining.Store(true)
+	if r.cancel != nil {
+		r.cancel()
+		r.cancel = nil
+	}
+	if wasReady {
+		f.publish()
+	}
+	if r.addr == "" && r.id != "failed" {
+		// Still being created; the creation event removes it.
+		return
+	}
+	go f.remove(ctx, r)
+}
+
+func (f *fn) remove(ctx context.Context, r *replica) {
+	if r.id != "failed" {
+		deadline := time.Now().Add(f.c.cfg.DrainTimeout)
+		for r.inflight.Load() > 0 && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		// Removal must finish even if the daemon is stopping; otherwise a
+		// half-removed replica is left for the next start's sweep.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
+		err := f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
+		cancel()
+		if err != nil {
+			f.c.log.Error("remove replica", "fn", f.name, "replica", r.id, "err", err)
+		} else {
+			f.c.log.Info("replica removed", "fn", f.name, "replica", r.id)
+		}
+	}
+	f.send(ctx, func() {
+		f.mu.Lock()
+		delete(f.replicas, r.id)
+		f.mu.Unlock()
+	})
+}
+
+// publish rebuilds the proxy's snapshot of ready replicas. Called with
+// f.mu held.
+func (f *fn) publish() {
+	eps := make([]*replica, 0, len(f.replicas))
+	for _, r := range f.replicas {
+		if r.state == function.StateReady {
+			eps = append(eps, r)
+		}
+	}
+	slices.SortFunc(eps, func(a, b *replica) int { return strings.Compare(a.id, b.id) })
+	f.eps.Store(&eps)
+	if len(eps) > 0 {
+		ch := make(chan struct{})
+		old := f.readyC.Swap(&ch)
+		close(*old)
+	}
+}
+
+// status reports the function's observed state.
+func (f *fn) status() function.Status {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := function.Status{Desired: f.spec.DesiredReplicas(), Invoked: f.invocations.Load()}
+	for _, r := range f.replicas {
+		if r.state == function.StateReady {
+			st.Ready++
+		}
+		rep := function.Replica{ID: r.id, State: r.state, Started: r.started, Restarts: r.restarts,
+			LastExit: r.lastExit, Message: r.message, Hash: r.hash}
+		if r.ip.IsValid() {
+			rep.IP = r.ip.String()
+		}
+		st.Replicas = append(st.Replicas, rep)
+	}
+	slices.SortFunc(st.Replicas, func(a, b function.Replica) int { return a.Started.Compare(b.Started) })
+	return st
+}
+
+// currentReady reports whether a replica of the current spec is ready and,
+// if not, the most telling reason. hopeless is set when waiting longer is
+// pointless: the replica keeps exiting without ever having been ready.
+func (f *fn) currentReady() (ok, hopeless bool, why string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	hash := f.spec.Hash()
+	for _, r := range f.replicas {
+		if r.hash != hash {
+			continue
+		}
+		if r.state == function.StateReady {
+			return true, false, ""
+		}
+		if r.message != "" && (why == "" || r.state == function.StateExited) {
+			why = r.message
+		}
+		if r.state == function.StateExited && r.restarts >= crashLoopRestarts && r.everReady.IsZero() {
+			hopeless = true
+		}
+	}
+	return false, hopeless, why
+}
+
+// crashLoopRestarts is how many failed restarts of a never-ready replica
+// make WaitReady give up early (after about 1s+2s of backoff).
+const crashLoopRestarts = 2
+
+func nextBackoff(cur, lo, hi time.Duration) time.Duration {
+	if cur == 0 {
+		return lo
+	}
+	return min(cur*2, hi)
+}
+
+func newReplicaID(fn string) string {
+	var b [4]byte
+	if _, err := randRead(b[:]); err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("%s-%x", fn, b)
+}

@@ -1,0 +1,268 @@
+// Command echo is the test function that ember's integration tests deploy. It
+// follows the workload contract (serve HTTP, write /tmp/.lock when ready) and
+// can be told through its environment to break it in the ways real apps do:
+// slow to become ready, ready before listening, never ready, crashing.
+//
+// Environment, read once at start:
+//
+//	PORT          port to listen on (default 8080)
+//	VERSION       overrides the version linked in with -X main.version
+//	LOCK_DELAY    Go duration to wait before writing /tmp/.lock
+//	LISTEN_DELAY  Go duration to wait before listening; the two delays run
+//	              side by side, so the lock may appear before the port opens
+//	NO_LOCK=1     never write /tmp/.lock
+//	CRASH=N       print "crashing with N" to stderr and exit N at once
+//
+// Paths:
+//
+//	GET /_/health        200 "ok"
+//	/_/rmlock            remove /tmp/.lock (the replica turns unhealthy)
+//	/_/mklock            write /tmp/.lock again
+//	/_/exit?code=N       answer, then exit with N
+//	/_/sleep?ms=N        sleep N ms (or until the client goes), answer "slept"
+//	/_/stream?n=N&ms=M   write N lines, one every M ms, flushing each
+//	/_/status?code=N     answer status N with body "status N"
+//	/_/redirect          302 to /elsewhere
+//	anything else        200 with a JSON description of the request
+//
+// On SIGTERM it stops accepting, lets in-flight requests finish and exits 0.
+// It uses the standard library only so that it builds into a FROM-scratch
+// image.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// version is set with -ldflags "-X main.version=V" so that tests can tell
+// the images of a rolling update apart.
+var version = "dev"
+
+const lockPath = "/tmp/.lock"
+
+// reply is what the catch-all handler answers. itest.EchoResponse mirrors it;
+// change both together.
+type reply struct {
+	Method   string            `json:"method"`
+	Path     string            `json:"path"`
+	Query    string            `json:"query"`
+	Body     string            `json:"body"`
+	Headers  map[string]string `json:"headers"`
+	Host     string            `json:"host"`
+	Version  string            `json:"version"`
+	Hostname string            `json:"hostname"`
+	PID      int               `json:"pid"`
+	UID      int               `json:"uid"`
+}
+
+func main() {
+	if v := os.Getenv("VERSION"); v != "" {
+		version = v
+	}
+	fmt.Printf("echo starting version=%s\n", version)
+
+	if s := os.Getenv("CRASH"); s != "" {
+		code, err := strconv.Atoi(s)
+		if err != nil {
+			code = 1
+		}
+		fmt.Fprintf(os.Stderr, "crashing with %d\n", code)
+		os.Exit(code)
+	}
+
+	lockDelay, err := envDuration("LOCK_DELAY")
+	if err != nil {
+		fail(err)
+	}
+	listenDelay, err := envDuration("LISTEN_DELAY")
+	if err != nil {
+		fail(err)
+	}
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+
+	if os.Getenv("NO_LOCK") != "1" {
+		// The lock is written on its own clock so that LOCK_DELAY <
+		// LISTEN_DELAY gives "ready before listening", as interpreted apps
+		// that touch the lock early do.
+		go func() {
+			time.Sleep(lockDelay)
+			if err := writeLock(); err != nil {
+				fmt.Fprintf(os.Stderr, "write lock: %v\n", err)
+				return
+			}
+			fmt.Println("echo lock written")
+		}()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	time.Sleep(listenDelay)
+	ln, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		fail(err)
+	}
+	fmt.Printf("echo listening on %s\n", ln.Addr())
+
+	exit := make(chan int, 1)
+	srv := &http.Server{Handler: newMux(exit), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		fail(err)
+	case code := <-exit:
+		// Let the /_/exit response reach the client, but do not wait for
+		// other in-flight requests: this is meant to look like a crash.
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+		fmt.Printf("echo exiting with %d\n", code)
+		os.Exit(code)
+	case <-ctx.Done():
+		fmt.Println("echo draining")
+		// No deadline: the runtime's grace period ends this with SIGKILL.
+		if err := srv.Shutdown(context.Background()); err != nil {
+			fail(err)
+		}
+		fmt.Println("echo stopped")
+	}
+}
+
+func newMux(exit chan<- int) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_/health", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("/_/rmlock", func(w http.ResponseWriter, r *http.Request) {
+		if err := os.Remove(lockPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "lock removed")
+	})
+	mux.HandleFunc("/_/mklock", func(w http.ResponseWriter, r *http.Request) {
+		if err := writeLock(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "lock written")
+	})
+	mux.HandleFunc("/_/exit", func(w http.ResponseWriter, r *http.Request) {
+		code := intParam(r, "code", 0)
+		w.Header().Set("Connection", "close")
+		fmt.Fprintf(w, "exiting with %d", code)
+		select {
+		case exit <- code:
+		default: // an exit is already under way
+		}
+	})
+	mux.HandleFunc("/_/sleep", func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(time.Duration(intParam(r, "ms", 0)) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			io.WriteString(w, "slept")
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/_/stream", func(w http.ResponseWriter, r *http.Request) {
+		n, ms := intParam(r, "n", 10), intParam(r, "ms", 100)
+		rc := http.NewResponseController(w)
+		w.Header().Set("Content-Type", "text/plain")
+		for i := range n {
+			if i > 0 {
+				select {
+				case <-time.After(time.Duration(ms) * time.Millisecond):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			fmt.Fprintf(w, "line %d\n", i)
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/_/status", func(w http.ResponseWriter, r *http.Request) {
+		code := intParam(r, "code", http.StatusOK)
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "status %d", code)
+	})
+	mux.HandleFunc("/_/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	})
+	mux.HandleFunc("/", echo)
+	return mux
+}
+
+func echo(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	headers := make(map[string]string, len(r.Header))
+	for k, v := range r.Header {
+		headers[k] = strings.Join(v, ", ")
+	}
+	hostname, _ := os.Hostname()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(reply{
+		Method:   r.Method,
+		Path:     r.URL.Path,
+		Query:    r.URL.RawQuery,
+		Body:     string(body),
+		Headers:  headers,
+		Host:     r.Host,
+		Version:  version,
+		Hostname: hostname,
+		PID:      os.Getpid(),
+		UID:      os.Getuid(),
+	})
+}
+
+func writeLock() error {
+	return os.WriteFile(lockPath, []byte(strconv.Itoa(os.Getpid())), 0o644)
+}
+
+func intParam(r *http.Request, key string, def int) int {
+	n, err := strconv.Atoi(r.URL.Query().Get(key))
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+func envDuration(key string) (time.Duration, error) {
+	s := os.Getenv(key)
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", key, err)
+	}
+	return d, nil
+}
+
+func fail(err error) {
+	fmt.Fprintf(os.Stderr, "echo: %v\n", err)
+	os.Exit(1)
+}
