@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -99,8 +100,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), callKey{}, c)
 	out := r.WithContext(ctx)
-	for attempt := 1; ; attempt++ {
-		lease, err := p.backends.Acquire(ctx, name)
+	var failed [maxAttempts]string // replicas that refused this request
+	for attempt := 0; ; attempt++ {
+		lease, err := p.acquire(ctx, name, failed[:attempt])
 		if err != nil {
 			p.acquireError(w, r, ref, err)
 			return
@@ -111,11 +113,25 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if c.dialErr == nil {
 			return
 		}
-		if attempt >= maxAttempts || (c.body != nil && c.body.read.Load()) {
+		failed[attempt] = lease.Addr()
+		if attempt+1 >= maxAttempts || (c.body != nil && c.body.read.Load()) {
 			p.log.Warn("function unreachable", "fn", name, "addr", lease.Addr(), "err", c.dialErr)
 			http.Error(w, "function "+ref+" unreachable", http.StatusBadGateway)
 			return
 		}
+	}
+}
+
+// acquire lends a replica, preferring one that has not refused this
+// request yet: a replica whose process just died refuses connections until
+// the controller notices, and the retry should go elsewhere.
+func (p *Proxy) acquire(ctx context.Context, name string, avoid []string) (function.Lease, error) {
+	for i := 0; ; i++ {
+		lease, err := p.backends.Acquire(ctx, name)
+		if err != nil || i >= 4 || !slices.Contains(avoid, lease.Addr()) {
+			return lease, err
+		}
+		lease.Release()
 	}
 }
 

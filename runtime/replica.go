@@ -62,10 +62,10 @@ func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (re
 		return function.Instance{}, err
 	}
 	hosts := filepath.Join(dir, "hosts")
-	if err := os.WriteFile(hosts, hostsContent(spec.Name, att.IP, r.net.Gateway()), 0o644); err != nil {
+	if err := os.WriteFile(hosts, hostsContent(id, spec.Name, att.IP, r.net.Gateway()), 0o644); err != nil {
 		return function.Instance{}, err
 	}
-	opts, err := r.specOpts(spec, img, att, hosts)
+	opts, err := r.specOpts(spec, id, img, att, hosts)
 	if err != nil {
 		return function.Instance{}, err
 	}
@@ -145,7 +145,13 @@ func (r *Runtime) Wait(ctx context.Context, id string) (<-chan function.Exit, er
 		select {
 		case st := <-sc:
 			code, at, err := st.Result()
-			out <- function.Exit{Code: code, At: at, Err: err}
+			oom := r.oomKilled(id)
+			if !oom && code == 137 {
+				// The OOM event may trail the exit by a moment.
+				time.Sleep(100 * time.Millisecond)
+				oom = r.oomKilled(id)
+			}
+			out <- function.Exit{Code: code, At: at, Err: err, OOMKilled: oom}
 		case <-ctx.Done():
 		}
 		close(out)

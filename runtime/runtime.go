@@ -8,10 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd"
+	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/typeurl/v2"
 )
 
 // Labels ember puts on its containers. They make a container self-describing,
@@ -75,6 +78,9 @@ type Runtime struct {
 	client *containerd.Client
 	net    Network
 	log    *slog.Logger
+
+	mu   sync.Mutex           // guards below
+	ooms map[string]time.Time // container ID → last OOM kill, from containerd's events
 }
 
 // New connects to containerd. The connection is lazy on containerd's side,
@@ -97,7 +103,7 @@ func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runti
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
 	}
-	r := &Runtime{cfg: cfg, client: client, net: net, log: log}
+	r := &Runtime{cfg: cfg, client: client, net: net, log: log, ooms: map[string]time.Time{}}
 	if err := r.writeResolvConf(); err != nil {
 		client.Close()
 		return nil, err
@@ -127,4 +133,49 @@ func filesDir(state string) string { return filepath.Join(state, "replicas") }
 // LogPath is where a replica's stdout and stderr go.
 func (r *Runtime) LogPath(fn, id string) string {
 	return filepath.Join(logDir(r.cfg.StateDir), fn, id+".log")
+}
+
+// Run follows containerd's OOM events, so an exit can be reported as an
+// OOM kill. It returns when ctx ends.
+func (r *Runtime) Run(ctx context.Context) error {
+	ctx = r.ns(ctx)
+	for {
+		evC, errC := r.client.Subscribe(ctx, `topic=="/tasks/oom"`, fmt.Sprintf("namespace==%q", r.cfg.Namespace))
+	recv:
+		for {
+			select {
+			case ev := <-evC:
+				v, err := typeurl.UnmarshalAny(ev.Event)
+				if err != nil {
+					continue
+				}
+				if oom, ok := v.(*apievents.TaskOOM); ok {
+					r.mu.Lock()
+					r.ooms[oom.ContainerID] = time.Now()
+					r.mu.Unlock()
+				}
+			case err := <-errC:
+				if ctx.Err() != nil {
+					return nil
+				}
+				r.log.Warn("containerd events", "err", err)
+				break recv
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// oomKilled reports whether the container was OOM-killed in the last
+// minute, and forgets it.
+func (r *Runtime) oomKilled(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.ooms[id]
+	delete(r.ooms, id)
+	return ok && time.Since(t) < time.Minute
 }

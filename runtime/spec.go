@@ -31,10 +31,12 @@ var droppedCaps = []string{"CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_S
 
 // specOpts builds a replica's OCI spec on top of containerd's defaults
 // (default capabilities, masked and read-only /proc paths).
-func (r *Runtime) specOpts(spec function.Spec, img containerd.Image, att Attachment, hostsFile string) ([]oci.SpecOpts, error) {
+func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, att Attachment, hostsFile string) ([]oci.SpecOpts, error) {
 	opts := []oci.SpecOpts{
 		oci.WithImageConfig(img),
-		oci.WithHostname(spec.Name),
+		// Each replica has its own hostname, as each pod does, so logs and
+		// answers tell replicas apart.
+		oci.WithHostname(id),
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: att.NetNS}),
 		seccomp.WithDefaultProfile(),
 		oci.WithNoNewPrivileges,
@@ -102,11 +104,11 @@ func resourceOpts(lim *function.Resources) ([]oci.SpecOpts, error) {
 	return opts, nil
 }
 
-func hostsContent(name string, ip, gateway netip.Addr) []byte {
+func hostsContent(id, name string, ip, gateway netip.Addr) []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	if ip.IsValid() {
-		fmt.Fprintf(&b, "%s\t%s\n", ip, name)
+		fmt.Fprintf(&b, "%s\t%s %s\n", ip, id, name)
 	}
 	if gateway.IsValid() {
 		fmt.Fprintf(&b, "%s\tgateway\n", gateway)

@@ -44,6 +44,15 @@ type Config struct {
 	// HealthMisses is how many consecutive missing-lock checks make a
 	// replica be replaced (default 3).
 	HealthMisses int
+	// ProbeEvery is the longest a ready replica goes without a lock check
+	// through task exec, when the budget below allows (default 1m).
+	ProbeEvery time.Duration
+	// ProbeSpacing is the shortest time between any two exec probes
+	// (default 10s). A runc exec costs about 100 ms of CPU, so this caps
+	// health checking at about 1% of one core however many replicas run;
+	// between execs, a stat through /proc/PID/root (no process) watches
+	// every ready replica each HealthInterval.
+	ProbeSpacing time.Duration
 	// DrainTimeout bounds how long a replica leaving service waits for its
 	// in-flight requests (default 30s).
 	DrainTimeout time.Duration
@@ -68,6 +77,8 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.HealthInterval, 5*time.Second)
+	def(&c.ProbeEvery, time.Minute)
+	def(&c.ProbeSpacing, 10*time.Second)
 	def(&c.DrainTimeout, 30*time.Second)
 	def(&c.StopTimeout, 5*time.Second)
 	def(&c.WakeTimeout, 30*time.Second)
@@ -159,10 +170,62 @@ func (c *Controller) Run(ctx context.Context) error {
 	for _, f := range *c.fns.Load() {
 		c.startLoop(f)
 	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.probeLoop(ctx)
+	}()
 	c.mu.Unlock()
 	<-ctx.Done()
 	c.wg.Wait()
 	return nil
+}
+
+// probeLoop execs the lock probe in one ready replica every ProbeSpacing,
+// choosing the one checked longest ago, so the exec cost is bounded and
+// shared fairly.
+func (c *Controller) probeLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.ProbeSpacing)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f, id := c.nextProbe()
+		if f == nil {
+			continue
+		}
+		ok, err := c.rt.ProbeLock(ctx, id)
+		f.send(ctx, func() { f.probed(id, ok, err) })
+	}
+}
+
+// nextProbe picks the ready replica whose last exec probe is oldest and
+// older than ProbeEvery, and marks it probed.
+func (c *Controller) nextProbe() (*fn, string) {
+	var (
+		bestF *fn
+		best  *replica
+	)
+	cutoff := time.Now().Add(-c.cfg.ProbeEvery)
+	for _, f := range *c.fns.Load() {
+		f.mu.Lock()
+		for _, r := range f.replicas {
+			if r.state == function.StateReady && r.lastProbe.Before(cutoff) && (best == nil || r.lastProbe.Before(best.lastProbe)) {
+				bestF, best = f, r
+			}
+		}
+		f.mu.Unlock()
+	}
+	if best == nil {
+		return nil, ""
+	}
+	bestF.mu.Lock()
+	best.lastProbe = time.Now()
+	bestF.mu.Unlock()
+	return bestF, best.id
 }
 
 func (c *Controller) startLoop(f *fn) {

@@ -56,6 +56,7 @@ type replica struct {
 	started      time.Time
 	healthySince time.Time
 	everReady    time.Time
+	lastProbe    time.Time // last lock check through task exec
 	restarts     int
 	lastExit     string
 	message      string
@@ -392,6 +393,7 @@ func (f *fn) becameReady(id string) {
 	r.misses = 0
 	r.healthySince = time.Now()
 	r.everReady = r.healthySince
+	r.lastProbe = r.healthySince // readiness was confirmed by an exec
 	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", time.Since(r.started).Round(time.Millisecond))
 	f.publish()
 }
@@ -489,21 +491,47 @@ func (f *fn) checkHealth() {
 		case ok:
 			r.misses = 0
 		default:
-			r.misses++
-			if r.state == function.StateReady {
-				r.state = function.StateUnhealthy
-				r.message = lockPath + " missing"
-				f.c.log.Warn("replica unhealthy", "fn", f.name, "replica", r.id)
-				changed = true
-			}
-			if r.misses >= f.c.cfg.HealthMisses && !r.replace {
-				r.replace = true
-				f.c.log.Warn("replacing unhealthy replica", "fn", f.name, "replica", r.id, "misses", r.misses)
-				f.poke()
-			}
+			changed = f.miss(r, lockPath+" missing") || changed
 		}
 	}
 	if changed {
+		f.publish()
+	}
+}
+
+// miss records a failed health check: the replica leaves rotation at once
+// and is replaced after HealthMisses in a row. It reports whether the set
+// of ready replicas changed. Called with f.mu held.
+func (f *fn) miss(r *replica, why string) bool {
+	r.misses++
+	changed := false
+	if r.state == function.StateReady {
+		r.state = function.StateUnhealthy
+		r.message = why
+		f.c.log.Warn("replica unhealthy", "fn", f.name, "replica", r.id, "why", why)
+		changed = true
+	}
+	if r.misses >= f.c.cfg.HealthMisses && !r.replace {
+		r.replace = true
+		f.c.log.Warn("replacing unhealthy replica", "fn", f.name, "replica", r.id, "misses", r.misses)
+		f.poke()
+	}
+	return changed
+}
+
+// probed takes the result of an exec probe.
+func (f *fn) probed(id string, ok bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.replicas[id]
+	if r == nil || r.state != function.StateReady || ok {
+		return
+	}
+	why := "probe found no " + lockPath
+	if err != nil {
+		why = "probe failed: " + err.Error()
+	}
+	if f.miss(r, why) {
 		f.publish()
 	}
 }

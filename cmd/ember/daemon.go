@@ -164,6 +164,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	ctrlDone := make(chan error, 1)
 	go func() { ctrlDone <- ctrl.Run(runCtx) }()
+	rtDone := make(chan error, 1)
+	go func() { rtDone <- rt.Run(runCtx) }()
 	srvErr := make(chan error, 2)
 	go func() { srvErr <- tcpSrv.Serve(tcpLn) }()
 	go func() { srvErr <- unixSrv.Serve(unixLn) }()
@@ -184,6 +186,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	unixSrv.Shutdown(sctx)
 	cancelRun()
 	<-ctrlDone
+	<-rtDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

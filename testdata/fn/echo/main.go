@@ -40,6 +40,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -204,6 +205,43 @@ func newMux(exit chan<- int) *http.ServeMux {
 		code := intParam(r, "code", http.StatusOK)
 		w.WriteHeader(code)
 		fmt.Fprintf(w, "status %d", code)
+	})
+	mux.HandleFunc("/_/alloc", func(w http.ResponseWriter, r *http.Request) {
+		// Touch every page so the memory is really used: an OOM test.
+		mb := intParam(r, "mb", 1)
+		var keep [][]byte
+		for range mb {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
+		fmt.Fprintf(w, "allocated %d MiB", len(keep))
+	})
+	mux.HandleFunc("/_/secret", func(w http.ResponseWriter, r *http.Request) {
+		// Reads /var/openfaas/secrets/NAME, as OpenFaaS functions do.
+		name := r.URL.Query().Get("name")
+		data, err := os.ReadFile("/var/openfaas/secrets/" + filepath.Base(name))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Write(data)
+	})
+	mux.HandleFunc("/_/write", func(w http.ResponseWriter, r *http.Request) {
+		// Tries to write a file: read-only root filesystem tests.
+		path := r.URL.Query().Get("path")
+		if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		io.WriteString(w, "wrote "+path)
+	})
+	mux.HandleFunc("/_/log", func(w http.ResponseWriter, r *http.Request) {
+		// Writes a line to stdout: log tests.
+		fmt.Println(r.URL.Query().Get("line"))
+		io.WriteString(w, "logged")
 	})
 	mux.HandleFunc("/_/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/elsewhere", http.StatusFound)
