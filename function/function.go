@@ -18,10 +18,22 @@ import (
 // shows it under this name so that "NAME.openfaas-fn" resolves like "NAME".
 const DefaultNamespace = "openfaas-fn"
 
-// Labels with OpenFaaS's names that ember reads.
+// Labels with OpenFaaS's names that ember reads, and ember's own.
 const (
-	LabelScaleMin = "com.openfaas.scale.min"
-	LabelScaleMax = "com.openfaas.scale.max"
+	LabelScaleMin          = "com.openfaas.scale.min"
+	LabelScaleMax          = "com.openfaas.scale.max"
+	LabelScaleTarget       = "com.openfaas.scale.target"
+	LabelScaleType         = "com.openfaas.scale.type"
+	LabelScaleZero         = "com.openfaas.scale.zero"
+	LabelScaleZeroDuration = "com.openfaas.scale.zero-duration"
+	LabelScaleDownWindow   = "com.openfaas.scale.down.window"
+	LabelDeleteAfter       = "ember.scale.delete-after"
+)
+
+// Scale types: what the autoscaler's target counts.
+const (
+	ScaleCapacity = "capacity" // requests in flight per replica
+	ScaleRPS      = "rps"      // requests per second per replica
 )
 
 // ErrNotFound is returned (wrapped) when a function does not exist.
@@ -33,6 +45,14 @@ var ErrInvalid = errors.New("invalid")
 // ErrImageNotFound is returned (wrapped) when a registry or archive does
 // not have the image asked for: the user's mistake.
 var ErrImageNotFound = errors.New("image not found")
+
+// ErrNoReplica is returned (wrapped) when no replica became ready in time
+// for a request.
+var ErrNoReplica = errors.New("no ready replica")
+
+// ErrQueueFull is returned (wrapped) when too many requests already wait
+// for a function to wake.
+var ErrQueueFull = errors.New("too many requests waiting")
 
 // ErrImage is returned (wrapped) for any other failure to obtain an image,
 // such as an unreachable registry.
@@ -113,6 +133,46 @@ func (s Spec) DesiredReplicas() int {
 	return s.MinReplicas()
 }
 
+// ScaleTarget is the load per replica the autoscaler aims for (label
+// com.openfaas.scale.target, default 10).
+func (s Spec) ScaleTarget() int { return max(1, s.labelInt(LabelScaleTarget, 10)) }
+
+// ScaleType is "capacity" (default) or "rps".
+func (s Spec) ScaleType() string {
+	if strings.TrimSpace(s.Labels[LabelScaleType]) == ScaleRPS {
+		return ScaleRPS
+	}
+	return ScaleCapacity
+}
+
+// ScaleToZero reports whether idle replicas are paused and then deleted.
+func (s Spec) ScaleToZero() bool {
+	v, _ := strconv.ParseBool(strings.TrimSpace(s.Labels[LabelScaleZero]))
+	return v
+}
+
+// ZeroDuration is how long a function must be idle before it is paused
+// (default 5m).
+func (s Spec) ZeroDuration() time.Duration {
+	return s.labelDuration(LabelScaleZeroDuration, 5*time.Minute)
+}
+
+// DeleteAfter is how long a function stays paused before its replicas are
+// deleted (default 30m).
+func (s Spec) DeleteAfter() time.Duration { return s.labelDuration(LabelDeleteAfter, 30*time.Minute) }
+
+// DownWindow is how long the autoscaler waits before scaling down
+// (default 60s).
+func (s Spec) DownWindow() time.Duration { return s.labelDuration(LabelScaleDownWindow, time.Minute) }
+
+func (s Spec) labelDuration(key string, def time.Duration) time.Duration {
+	d, err := time.ParseDuration(strings.TrimSpace(s.Labels[key]))
+	if err != nil || d < 0 {
+		return def
+	}
+	return d
+}
+
 func (s Spec) labelInt(key string, def int) int {
 	v, ok := s.Labels[key]
 	if !ok {
@@ -141,10 +201,40 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("%w: environment variable name %q", ErrInvalid, k)
 		}
 	}
-	for _, key := range []string{LabelScaleMin, LabelScaleMax} {
+	for _, key := range []string{LabelScaleMin, LabelScaleMax, LabelScaleTarget} {
 		if v, ok := s.Labels[key]; ok {
 			if n, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || n < 0 {
 				return fmt.Errorf("%w: label %s=%q is not a non-negative integer", ErrInvalid, key, v)
+			}
+		}
+	}
+	if s.MaxReplicas() < s.MinReplicas() {
+		return fmt.Errorf("%w: label %s=%d is below %s=%d", ErrInvalid, LabelScaleMax, s.MaxReplicas(), LabelScaleMin, s.MinReplicas())
+	}
+	for _, key := range []string{LabelScaleZeroDuration, LabelDeleteAfter, LabelScaleDownWindow} {
+		if v, ok := s.Labels[key]; ok {
+			if d, err := time.ParseDuration(strings.TrimSpace(v)); err != nil || d < 0 {
+				return fmt.Errorf("%w: label %s=%q is not a duration such as 5m", ErrInvalid, key, v)
+			}
+		}
+	}
+	if v, ok := s.Labels[LabelScaleType]; ok && v != ScaleCapacity && v != ScaleRPS {
+		return fmt.Errorf("%w: label %s=%q: want %s or %s", ErrInvalid, LabelScaleType, v, ScaleCapacity, ScaleRPS)
+	}
+	if v, ok := s.Labels[LabelScaleZero]; ok {
+		if _, err := strconv.ParseBool(strings.TrimSpace(v)); err != nil {
+			return fmt.Errorf("%w: label %s=%q is not true or false", ErrInvalid, LabelScaleZero, v)
+		}
+	}
+	if s.Limits != nil {
+		if s.Limits.Memory != "" {
+			if _, err := ParseMemory(s.Limits.Memory); err != nil {
+				return fmt.Errorf("limits: %w", err)
+			}
+		}
+		if s.Limits.CPU != "" {
+			if _, err := ParseCPU(s.Limits.CPU); err != nil {
+				return fmt.Errorf("limits: %w", err)
 			}
 		}
 	}
@@ -208,6 +298,10 @@ const (
 	StatePaused    State = "paused"
 	StateStopping  State = "stopping"
 	StateExited    State = "exited"
+	// StateZero is a scaled-to-zero replica: no process, but its
+	// container, snapshot, network and a created task are kept so the next
+	// request only has to start it.
+	StateZero State = "zero"
 )
 
 // Replica is the observed state of one replica.
@@ -227,6 +321,9 @@ type Replica struct {
 
 // Status is the observed state of a function.
 type Status struct {
+	// Phase is "active", "paused" (replicas frozen) or "zero" (no
+	// process running).
+	Phase     string    `json:"phase"`
 	Desired   int       `json:"desired"`
 	Ready     int       `json:"ready"`
 	Replicas  []Replica `json:"replicas"`
@@ -302,6 +399,8 @@ type Instance struct {
 	Pid      uint32
 	Status   TaskStatus
 	Created  time.Time
+	// Cgroup is the replica's cgroup path, for freezing it.
+	Cgroup string
 }
 
 // Exit is how a replica's process ended.

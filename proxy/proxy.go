@@ -139,6 +139,9 @@ func (p *Proxy) acquireError(w http.ResponseWriter, r *http.Request, ref string,
 	switch {
 	case errors.Is(err, function.ErrNotFound):
 		http.Error(w, "function "+ref+" not found", http.StatusNotFound)
+	case errors.Is(err, function.ErrQueueFull):
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("function %s is waking and already holds too many requests: retry shortly", ref), http.StatusTooManyRequests)
 	case r.Context().Err() != nil:
 		// The caller went away; nobody reads an answer.
 	default:

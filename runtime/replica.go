@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -84,48 +85,119 @@ func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (re
 	if err != nil {
 		return function.Instance{}, fmt.Errorf("create container: %w", err)
 	}
-	pid, err := r.startTask(ctx, c, spec.Name)
+	task, err := r.newTask(ctx, c, spec.Name)
 	if err != nil {
 		return function.Instance{}, err
 	}
-	return function.Instance{ID: id, Function: spec.Name, Hash: labels[LabelHash], IP: att.IP, Pid: pid,
-		Status: function.TaskRunning, Created: time.Now()}, nil
+	if err := task.Start(ctx); err != nil {
+		return function.Instance{}, fmt.Errorf("start task: %w", err)
+	}
+	cg, err := r.cgroupPath(ctx, id)
+	if err != nil {
+		return function.Instance{}, err
+	}
+	return function.Instance{ID: id, Function: spec.Name, Hash: labels[LabelHash], IP: att.IP, Pid: task.Pid(),
+		Status: function.TaskRunning, Created: time.Now(), Cgroup: cg}, nil
 }
 
-func (r *Runtime) startTask(ctx context.Context, c containerd.Container, fn string) (uint32, error) {
+// newTask creates (but does not start) a task whose output goes to the
+// replica's log file, written by the shim itself: no process of ours
+// copies it.
+func (r *Runtime) newTask(ctx context.Context, c containerd.Container, fn string) (containerd.Task, error) {
 	logPath := r.LogPath(fn, c.ID())
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
-		return 0, err
+		return nil, err
 	}
 	task, err := c.NewTask(ctx, cio.LogFile(logPath))
 	if err != nil {
-		return 0, fmt.Errorf("create task: %w", err)
+		return nil, fmt.Errorf("create task: %w", err)
 	}
-	if err := task.Start(ctx); err != nil {
-		task.Delete(ctx, containerd.WithProcessKill)
-		return 0, fmt.Errorf("start task: %w", err)
-	}
-	return task.Pid(), nil
+	return task, nil
 }
 
 // Restart replaces an exited replica's task with a new one in the same
 // container, keeping its network attachment and IP.
 func (r *Runtime) Restart(ctx context.Context, id string) (uint32, error) {
 	ctx = r.ns(ctx)
-	c, err := r.loadContainer(ctx, id)
+	c, task, err := r.replaceTask(ctx, id, 0)
 	if err != nil {
 		return 0, err
 	}
+	if err := task.Start(ctx); err != nil {
+		return 0, fmt.Errorf("start task of %s: %w", c.ID(), err)
+	}
+	return task.Pid(), nil
+}
+
+// Park stops a replica's process (SIGTERM, SIGKILL after grace) and leaves
+// a created, unstarted task in its place: the process's memory is freed,
+// while the container, snapshot, network and the task's set-up are kept
+// so that Unpark only has to start it.
+func (r *Runtime) Park(ctx context.Context, id string, grace time.Duration) error {
+	_, _, err := r.replaceTask(r.ns(ctx), id, grace)
+	return err
+}
+
+// Unpark starts a parked replica's task and returns its pid.
+func (r *Runtime) Unpark(ctx context.Context, id string) (uint32, error) {
+	ctx = r.ns(ctx)
+	task, err := r.loadTask(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if err := task.Start(ctx); err != nil {
+		return 0, fmt.Errorf("start task of %s: %w", id, err)
+	}
+	return task.Pid(), nil
+}
+
+// replaceTask stops and deletes a replica's task, if any, removes the lock
+// file its last run left in the container's writable layer, and creates a
+// new task, not started.
+func (r *Runtime) replaceTask(ctx context.Context, id string, grace time.Duration) (containerd.Container, containerd.Task, error) {
+	c, err := r.loadContainer(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
 	if task, err := c.Task(ctx, nil); err == nil {
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			return 0, fmt.Errorf("delete old task of %s: %w", id, err)
+		if err := r.stopTask(ctx, task, grace); err != nil {
+			return nil, nil, err
 		}
+	} else if !errdefs.IsNotFound(err) {
+		return nil, nil, fmt.Errorf("task of %s: %w", id, err)
+	}
+	if err := r.clearLock(ctx, c); err != nil {
+		return nil, nil, err
 	}
 	labels, err := c.Labels(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("labels of %s: %w", id, err)
+		return nil, nil, fmt.Errorf("labels of %s: %w", id, err)
 	}
-	return r.startTask(ctx, c, labels[LabelFunction])
+	task, err := r.newTask(ctx, c, labels[LabelFunction])
+	return c, task, err
+}
+
+// clearLock removes a stale lock file from the container's writable layer,
+// so a restarted process is not taken for ready before it wrote its own.
+func (r *Runtime) clearLock(ctx context.Context, c containerd.Container) error {
+	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", c.ID(), err)
+	}
+	mounts, err := r.client.SnapshotService(snapshotter).Mounts(ctx, info.SnapshotKey)
+	if err != nil {
+		return fmt.Errorf("snapshot of %s: %w", c.ID(), err)
+	}
+	for _, m := range mounts {
+		for _, o := range m.Options {
+			if upper, ok := strings.CutPrefix(o, "upperdir="); ok {
+				if err := os.Remove(filepath.Join(upper, LockPath)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("clear lock of %s: %w", c.ID(), err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Wait returns a channel that receives the replica's exit. ctx bounds the
@@ -159,30 +231,6 @@ func (r *Runtime) Wait(ctx context.Context, id string) (<-chan function.Exit, er
 	return out, nil
 }
 
-// Pause freezes a replica's processes (cgroup freezer): no CPU, memory kept.
-func (r *Runtime) Pause(ctx context.Context, id string) error {
-	task, err := r.loadTask(r.ns(ctx), id)
-	if err != nil {
-		return err
-	}
-	if err := task.Pause(r.ns(ctx)); err != nil {
-		return fmt.Errorf("pause %s: %w", id, err)
-	}
-	return nil
-}
-
-// Resume thaws a paused replica.
-func (r *Runtime) Resume(ctx context.Context, id string) error {
-	task, err := r.loadTask(r.ns(ctx), id)
-	if err != nil {
-		return err
-	}
-	if err := task.Resume(r.ns(ctx)); err != nil {
-		return fmt.Errorf("resume %s: %w", id, err)
-	}
-	return nil
-}
-
 // Stop ends a replica's task: SIGTERM, then SIGKILL after grace. The
 // container and network stay, so Restart can reuse them.
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
@@ -202,10 +250,15 @@ func (r *Runtime) stopTask(ctx context.Context, task containerd.Task, grace time
 	if err != nil {
 		return fmt.Errorf("status of %s: %w", task.ID(), err)
 	}
-	if st.Status == containerd.Paused {
-		// A frozen process cannot act on SIGTERM.
-		if err := task.Resume(ctx); err != nil {
-			return fmt.Errorf("resume %s to stop it: %w", task.ID(), err)
+	if st.Status == containerd.Running || st.Status == containerd.Paused {
+		// A frozen process cannot act on SIGTERM. The freezer itself is
+		// asked: the shim does not know of freezes it did not make.
+		if cg, err := r.cgroupPath(ctx, task.ID()); err == nil {
+			if frozen, _ := isFrozen(cg); frozen {
+				if err := r.Thaw(cg); err != nil {
+					return fmt.Errorf("thaw %s to stop it: %w", task.ID(), err)
+				}
+			}
 		}
 	}
 	if st.Status != containerd.Stopped && st.Status != containerd.Created {
@@ -314,6 +367,9 @@ func (r *Runtime) Replicas(ctx context.Context) ([]function.Instance, error) {
 		rep := function.Instance{ID: c.ID(), Function: info.Labels[LabelFunction], Hash: info.Labels[LabelHash],
 			Created: info.CreatedAt, Status: function.TaskNone}
 		rep.IP, _ = netip.ParseAddr(info.Labels[LabelIP])
+		if cg, err := r.cgroupPath(ctx, c.ID()); err == nil {
+			rep.Cgroup = cg
+		}
 		if task, err := c.Task(ctx, nil); err == nil {
 			st, err := task.Status(ctx)
 			if err != nil && !errdefs.IsNotFound(err) {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/emberfaas/ember/function"
 )
 
@@ -19,6 +21,10 @@ type Runtime interface {
 	EnsureImage(ctx context.Context, ref string) (string, error)
 	Create(ctx context.Context, spec function.Spec, id string) (function.Instance, error)
 	Restart(ctx context.Context, id string) (pid uint32, err error)
+	Park(ctx context.Context, id string, grace time.Duration) error
+	Unpark(ctx context.Context, id string) (pid uint32, err error)
+	Freeze(ctx context.Context, cgroup string) error
+	Thaw(cgroup string) error
 	Wait(ctx context.Context, id string) (<-chan function.Exit, error)
 	Remove(ctx context.Context, fn, id string, grace time.Duration) error
 	Replicas(ctx context.Context) ([]function.Instance, error)
@@ -64,6 +70,17 @@ type Config struct {
 	// BackoffMin and BackoffMax bound restart delays (1s doubling to 5m);
 	// BackoffReset is how long a replica must run to reset it (10m).
 	BackoffMin, BackoffMax, BackoffReset time.Duration
+	// AutoscaleInterval is how often the autoscaler samples load while
+	// any function is busy (default 250ms); idle, it sleeps.
+	AutoscaleInterval time.Duration
+	// LoadWindow is the window load is averaged over (default 3s).
+	LoadWindow time.Duration
+	// MaxWaiting bounds the requests one function may hold while it wakes
+	// (default 1000); more get ErrQueueFull.
+	MaxWaiting int
+	// MemoryLow reports host memory pressure, when paused functions are
+	// parked early; default: MemAvailable below 10% of MemTotal.
+	MemoryLow func() bool
 	// Port is the port functions serve on (8080).
 	Port int
 	// Dial checks that a replica accepts connections; default a TCP dial.
@@ -85,6 +102,14 @@ func (c *Config) setDefaults() {
 	def(&c.BackoffMin, time.Second)
 	def(&c.BackoffMax, 5*time.Minute)
 	def(&c.BackoffReset, 10*time.Minute)
+	def(&c.AutoscaleInterval, 250*time.Millisecond)
+	def(&c.LoadWindow, 3*time.Second)
+	if c.MaxWaiting == 0 {
+		c.MaxWaiting = 1000
+	}
+	if c.MemoryLow == nil {
+		c.MemoryLow = memoryLow
+	}
 	if c.HealthMisses == 0 {
 		c.HealthMisses = 3
 	}
@@ -105,10 +130,15 @@ func (c *Config) setDefaults() {
 
 // Controller converges functions' replica sets on their specs.
 type Controller struct {
-	cfg Config
-	rt  Runtime
-	st  Store
-	log *slog.Logger
+	cfg     Config
+	rt      Runtime
+	st      Store
+	log     *slog.Logger
+	metrics *metrics
+
+	// autoCold is set while the autoscaler sleeps; Acquire then kicks it.
+	autoCold atomic.Bool
+	autoKick chan struct{}
 
 	// fns is replaced, never mutated, so Acquire reads it without a lock.
 	fns atomic.Pointer[map[string]*fn]
@@ -119,10 +149,11 @@ type Controller struct {
 	started bool
 }
 
-// New returns a controller; call Recover, then Run.
-func New(cfg Config, rt Runtime, st Store, log *slog.Logger) *Controller {
+// New returns a controller; call Recover, then Run. Metrics are
+// registered on reg (nil: not registered).
+func New(cfg Config, rt Runtime, st Store, log *slog.Logger, reg prometheus.Registerer) *Controller {
 	cfg.setDefaults()
-	c := &Controller{cfg: cfg, rt: rt, st: st, log: log}
+	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1)}
 	c.fns.Store(&map[string]*fn{})
 	return c
 }
@@ -146,12 +177,20 @@ func (c *Controller) Recover(ctx context.Context) error {
 	keep := map[string]bool{}
 	for _, in := range insts {
 		f := fns[in.Function]
-		if f == nil || (in.Status != function.TaskRunning && in.Status != function.TaskPaused) || !in.IP.IsValid() {
+		if f == nil || !in.IP.IsValid() || in.Cgroup == "" {
+			continue
+		}
+		switch in.Status {
+		case function.TaskRunning, function.TaskPaused, function.TaskCreated:
+		default:
 			continue
 		}
 		f.adopt(in)
 		keep[in.ID] = true
-		c.log.Info("adopted replica", "fn", in.Function, "replica", in.ID, "ip", in.IP)
+		c.log.Info("adopted replica", "fn", in.Function, "replica", in.ID, "ip", in.IP, "task", in.Status)
+	}
+	for _, f := range fns {
+		f.settleAdopted()
 	}
 	if err := c.rt.Sweep(ctx, func(id string) bool { return keep[id] }); err != nil {
 		// Leftovers are logged, not fatal: serving beats a clean slate.
@@ -170,10 +209,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	for _, f := range *c.fns.Load() {
 		c.startLoop(f)
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.probeLoop(ctx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.autoLoop(ctx)
 	}()
 	c.mu.Unlock()
 	<-ctx.Done()
@@ -264,8 +307,10 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 		return fmt.Errorf("store %s: %w", spec.Name, err)
 	}
 	fns := *c.fns.Load()
+	defer c.kickAutoscaler()
 	if f := fns[spec.Name]; f != nil && !f.isRemoving() {
 		f.setSpec(spec)
+		f.touched.Store(true)
 		c.log.Info("updated", "fn", spec.Name, "image", spec.Image)
 		return nil
 	}
@@ -296,7 +341,9 @@ func (c *Controller) Scale(ctx context.Context, name string, replicas int) error
 	if err := c.st.PutFunction(spec); err != nil {
 		return fmt.Errorf("store %s: %w", name, err)
 	}
-	f.setSpec(spec)
+	f.setReplicas(c.ctx, replicas)
+	f.touched.Store(true)
+	c.kickAutoscaler()
 	c.log.Info("scaled", "fn", name, "replicas", replicas)
 	return nil
 }
@@ -343,6 +390,7 @@ func (c *Controller) dropLocked(f *fn) {
 	if fns[f.name] != f {
 		return
 	}
+	c.metrics.forget(f)
 	next := cloneMap(fns)
 	delete(next, f.name)
 	c.fns.Store(&next)
@@ -413,6 +461,13 @@ func (c *Controller) WaitReady(ctx context.Context, name string) error {
 			return fmt.Errorf("%s not ready: %s", name, why)
 		case <-t.C:
 		}
+	}
+}
+
+func (c *Controller) kickAutoscaler() {
+	select {
+	case c.autoKick <- struct{}{}:
+	default:
 	}
 }
 

@@ -15,6 +15,19 @@ import (
 	"github.com/emberfaas/ember/function"
 )
 
+// phase is a function's place on the way to zero and back.
+type phase int
+
+const (
+	phaseActive phase = iota // replicas run and serve
+	phasePaused              // replicas frozen: no CPU, memory kept
+	phaseZero                // one parked replica: no process, a created task
+)
+
+func (p phase) String() string {
+	return [...]string{"active", "paused", "zero"}[p]
+}
+
 // fn is one function's replica set. Its loop is the only writer of the
 // replica states; API readers take mu briefly, the proxy reads eps.
 type fn struct {
@@ -24,18 +37,28 @@ type fn struct {
 	// Read by the proxy without locks.
 	eps         atomic.Pointer[[]*replica] // ready replicas, in rotation
 	rr          atomic.Uint64
-	readyC      atomic.Pointer[chan struct{}] // closed when eps becomes non-empty
+	readyC      atomic.Pointer[chan struct{}] // closed (and replaced) after every change of eps
 	invocations atomic.Uint64
 	inflight    atomic.Int64
+	waiting     atomic.Int64 // requests held for a wake-up
+	touched     atomic.Bool  // deployed or scaled: the autoscaler restarts its clock
 
 	kick   chan struct{}
+	wakeC  chan struct{}
 	events chan func()
 	done   chan struct{} // closed when a removed function's last replica is gone
+
+	// auto is owned by the controller's autoscaler goroutine.
+	auto autoState
 
 	mu       sync.Mutex // guards below
 	spec     function.Spec
 	replicas map[string]*replica
 	removing bool
+	desired  int
+	phase    phase
+	pausedAt time.Time
+	wakeAt   time.Time // when the current wake-up was asked for
 }
 
 // replica is one replica as the controller tracks it. Fields under fn.mu
@@ -48,10 +71,13 @@ type replica struct {
 	addr string // ip:port, built once
 
 	inflight atomic.Int64
-	draining atomic.Bool
+	// closed is set before a replica leaves service (drain, pause): a
+	// request that counted itself in and then sees it backs off.
+	closed atomic.Bool
 
 	// under fn.mu
 	pid          uint32
+	cgroup       string
 	state        function.State
 	started      time.Time
 	healthySince time.Time
@@ -72,8 +98,10 @@ func newFn(c *Controller, spec function.Spec) *fn {
 		name:     spec.Name,
 		c:        c,
 		spec:     spec,
+		desired:  spec.DesiredReplicas(),
 		replicas: map[string]*replica{},
 		kick:     make(chan struct{}, 1),
+		wakeC:    make(chan struct{}, 1),
 		events:   make(chan func(), 64),
 		done:     make(chan struct{}),
 	}
@@ -90,6 +118,14 @@ func (f *fn) poke() {
 	}
 }
 
+// requestWake asks the loop to bring a paused or parked function back.
+func (f *fn) requestWake() {
+	select {
+	case f.wakeC <- struct{}{}:
+	default:
+	}
+}
+
 // send hands an event to the loop; watchers use it so that all state
 // changes happen on the loop's goroutine.
 func (f *fn) send(ctx context.Context, ev func()) {
@@ -99,10 +135,29 @@ func (f *fn) send(ctx context.Context, ev func()) {
 	}
 }
 
+// setSpec applies a deployed spec, keeping the replica count within the
+// new bounds. A deploy is activity: a paused or parked function wakes.
 func (f *fn) setSpec(s function.Spec) {
 	f.mu.Lock()
 	f.spec = s
+	f.desired = min(max(f.desired, s.MinReplicas()), max(s.MaxReplicas(), s.MinReplicas()))
 	f.mu.Unlock()
+	f.requestWake()
+	f.poke()
+}
+
+// setReplicas applies a scale request; zero parks the function, as
+// OpenFaaS's idler does, and the next request wakes it.
+func (f *fn) setReplicas(ctx context.Context, n int) {
+	f.mu.Lock()
+	f.spec.Replicas = n
+	f.desired = n
+	f.mu.Unlock()
+	if n == 0 {
+		f.send(ctx, func() { f.goToZero(ctx) })
+		return
+	}
+	f.requestWake()
 	f.poke()
 }
 
@@ -125,12 +180,57 @@ func (f *fn) isRemoving() bool {
 	return f.removing
 }
 
-// adopt takes over a replica found running after a restart. It starts in
-// "starting" and is back in rotation as soon as its readiness is confirmed.
+// adopt takes over a replica found after a restart: a running one starts
+// in "starting" and is back in rotation once its readiness is confirmed; a
+// paused one stays paused, a parked one stays parked.
 func (f *fn) adopt(in function.Instance) {
 	r := &replica{f: f, id: in.ID, hash: in.Hash, ip: in.IP, addr: f.addrOf(in.IP),
-		pid: in.Pid, state: function.StateStarting, started: in.Created}
+		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created}
+	switch in.Status {
+	case function.TaskPaused:
+		r.state = function.StatePaused
+		r.closed.Store(true)
+	case function.TaskCreated:
+		r.state = function.StateZero
+		r.closed.Store(true)
+	}
 	f.replicas[in.ID] = r
+}
+
+// settleAdopted sets the phase from the adopted replicas: running ones make
+// the function active (paused ones are thawed to join them), else it is
+// paused, else parked.
+func (f *fn) settleAdopted() {
+	var running, paused, parked int
+	for _, r := range f.replicas {
+		switch r.state {
+		case function.StateStarting:
+			running++
+		case function.StatePaused:
+			paused++
+		case function.StateZero:
+			parked++
+		}
+	}
+	switch {
+	case running > 0 || (paused == 0 && parked == 0):
+		f.phase = phaseActive
+		for _, r := range f.replicas {
+			if r.state == function.StatePaused {
+				if err := f.c.rt.Thaw(r.cgroup); err != nil {
+					f.c.log.Error("thaw adopted replica", "fn", f.name, "replica", r.id, "err", err)
+				}
+				r.state = function.StateStarting
+				r.closed.Store(false)
+			}
+		}
+	case paused > 0:
+		f.phase = phasePaused
+		f.pausedAt = time.Now()
+	default:
+		f.phase = phaseZero
+	}
+	f.desired = max(f.desired, running)
 }
 
 func (f *fn) addrOf(ip netip.Addr) string {
@@ -138,14 +238,18 @@ func (f *fn) addrOf(ip netip.Addr) string {
 }
 
 func (f *fn) run(ctx context.Context) {
-	health := time.NewTicker(f.c.cfg.HealthInterval)
+	var (
+		health = time.NewTimer(f.c.cfg.HealthInterval)
+		retry  = time.NewTimer(time.Hour)
+	)
 	defer health.Stop()
-	var retry *time.Timer
+	defer retry.Stop()
+	healthArmed := true
 	// Adopted replicas need watchers.
 	f.mu.Lock()
 	for _, r := range f.replicas {
-		if r.cancel == nil {
-			f.watch(ctx, r)
+		if r.cancel == nil && (r.state == function.StateStarting || r.state == function.StatePaused) {
+			f.watch(ctx, r, true)
 		}
 	}
 	f.mu.Unlock()
@@ -158,12 +262,18 @@ func (f *fn) run(ctx context.Context) {
 		}
 		var retryC <-chan time.Time
 		if !next.IsZero() {
-			if retry == nil {
-				retry = time.NewTimer(time.Until(next))
-			} else {
-				retry.Reset(time.Until(next))
-			}
+			retry.Reset(time.Until(next))
 			retryC = retry.C
+		}
+		// A function with nothing running has nothing to check: its loop
+		// sleeps until an event, so idle functions cost no CPU.
+		var healthC <-chan time.Time
+		if f.needsHealth() {
+			if !healthArmed {
+				health.Reset(f.c.cfg.HealthInterval)
+				healthArmed = true
+			}
+			healthC = health.C
 		}
 		select {
 		case <-ctx.Done():
@@ -176,9 +286,12 @@ func (f *fn) run(ctx context.Context) {
 			f.mu.Unlock()
 			return
 		case <-f.kick:
+		case <-f.wakeC:
+			f.wake(ctx)
 		case ev := <-f.events:
 			ev()
-		case <-health.C:
+		case <-healthC:
+			healthArmed = false
 			f.checkHealth()
 		case <-retryC:
 		}
@@ -191,13 +304,28 @@ func (f *fn) finished() bool {
 	return f.removing && len(f.replicas) == 0
 }
 
-// reconcile moves the replica set one step towards the spec and returns
-// when it next needs to run for a timed action (a restart after backoff).
+func (f *fn) needsHealth() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.replicas {
+		if r.state == function.StateReady || r.state == function.StateUnhealthy {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcile moves the replica set one step towards the desired state and
+// returns when it next needs to run for a timed action (a restart after
+// backoff).
 func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.phase != phaseActive && !f.removing {
+		return time.Time{}
+	}
 	hash := f.spec.Hash()
-	desired := f.spec.DesiredReplicas()
+	desired := f.desired
 	if f.removing {
 		desired = 0
 	}
@@ -261,10 +389,12 @@ func rankForRemoval(r *replica) int {
 		return 0
 	case function.StateUnhealthy:
 		return 1
-	case function.StateStarting:
+	case function.StateZero, function.StatePaused:
 		return 2
-	default:
+	case function.StateStarting:
 		return 3
+	default:
+		return 4
 	}
 }
 
@@ -287,7 +417,7 @@ func (f *fn) create(ctx context.Context) {
 				f.lastCreateErr(err)
 				return
 			}
-			r.ip, r.pid, r.addr = in.IP, in.Pid, f.addrOf(in.IP)
+			r.ip, r.pid, r.addr, r.cgroup = in.IP, in.Pid, f.addrOf(in.IP), in.Cgroup
 			r.message = "waiting for " + lockPath
 			f.c.log.Info("replica started", "fn", f.name, "replica", id, "ip", in.IP)
 			if r.state == function.StateStopping {
@@ -295,7 +425,7 @@ func (f *fn) create(ctx context.Context) {
 				go f.remove(ctx, r)
 				return
 			}
-			f.watch(ctx, r)
+			f.watch(ctx, r, true)
 		})
 	}()
 }
@@ -317,8 +447,11 @@ func (f *fn) lastCreateErr(err error) {
 }
 
 // watch starts a replica's watchers: one waits for its exit, one for its
-// readiness. Called with f.mu held, on the loop.
-func (f *fn) watch(ctx context.Context, r *replica) {
+// readiness (unless it is paused). probe makes readiness also confirm the
+// lock through task exec; a wake-up skips that (the probe loop confirms
+// it soon after) because an exec costs 80 ms on the request's path.
+// Called with f.mu held, on the loop.
+func (f *fn) watch(ctx context.Context, r *replica, probe bool) {
 	wctx, cancel := context.WithCancel(ctx)
 	r.cancel = cancel
 	id, pid, addr := r.id, r.pid, r.addr
@@ -337,14 +470,16 @@ func (f *fn) watch(ctx context.Context, r *replica) {
 		}
 		f.send(ctx, func() { f.exited(ctx, id, ex) })
 	}()
-	go f.waitReady(wctx, id, pid, addr)
+	if r.state == function.StateStarting {
+		go f.waitReady(wctx, id, pid, addr, probe)
+	}
 }
 
 // waitReady polls a starting replica until the lock file exists and the
-// port accepts connections, then confirms the lock through task exec. The
-// poll is a stat and a dial, so it can be fast; the exec runs once.
-func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string) {
-	delay := 10 * time.Millisecond
+// port accepts connections, then (with probe) confirms the lock through
+// task exec. The poll is a stat and a dial, so it can be fast.
+func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, probe bool) {
+	delay := time.Millisecond
 	var last string
 	for {
 		msg := ""
@@ -354,10 +489,13 @@ func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string) 
 			msg = "no lock file " + lockPath + " yet"
 		} else if err := f.c.cfg.Dial(ctx, addr); err != nil {
 			msg = lockPath + " present, port not accepting connections yet"
+		} else if !probe {
+			f.send(ctx, func() { f.becameReady(id, false) })
+			return
 		} else if ok, err := f.c.rt.ProbeLock(ctx, id); err != nil || !ok {
 			msg = fmt.Sprintf("probe found no lock (%v)", err)
 		} else {
-			f.send(ctx, func() { f.becameReady(id) })
+			f.send(ctx, func() { f.becameReady(id, true) })
 			return
 		}
 		if msg != last {
@@ -369,7 +507,7 @@ func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string) 
 			return
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 250*time.Millisecond)
+		delay = min(delay*3/2+time.Millisecond, 100*time.Millisecond)
 	}
 }
 
@@ -381,20 +519,25 @@ func (f *fn) setMessage(id, msg string) {
 	}
 }
 
-func (f *fn) becameReady(id string) {
+func (f *fn) becameReady(id string, probed bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.replicas[id]
 	if r == nil || r.state != function.StateStarting {
 		return
 	}
+	now := time.Now()
 	r.state = function.StateReady
 	r.message = ""
 	r.misses = 0
-	r.healthySince = time.Now()
-	r.everReady = r.healthySince
-	r.lastProbe = r.healthySince // readiness was confirmed by an exec
-	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", time.Since(r.started).Round(time.Millisecond))
+	r.healthySince = now
+	r.everReady = now
+	if probed {
+		r.lastProbe = now
+	}
+	r.closed.Store(false)
+	f.c.metrics.ready(f, r, now)
+	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", now.Sub(r.started).Round(time.Millisecond))
 	f.publish()
 }
 
@@ -403,7 +546,7 @@ func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.replicas[id]
-	if r == nil || r.state == function.StateStopping {
+	if r == nil || r.state == function.StateStopping || r.state == function.StateZero {
 		return
 	}
 	if r.cancel != nil {
@@ -412,6 +555,7 @@ func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
 	}
 	wasReady := r.state == function.StateReady
 	r.state = function.StateExited
+	r.closed.Store(true)
 	r.lastExit = ex.String()
 	tail := f.c.rt.LogTail(f.name, id, 10)
 	r.message = "process exited: " + r.lastExit
@@ -424,6 +568,7 @@ func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
 	r.backoff = nextBackoff(r.backoff, f.c.cfg.BackoffMin, f.c.cfg.BackoffMax)
 	r.restartAt = time.Now().Add(r.backoff)
 	r.healthySince = time.Time{}
+	f.c.metrics.exits.WithLabelValues(f.metricName()).Inc()
 	f.c.log.Warn("replica exited", "fn", f.name, "replica", id, "exit", r.lastExit, "restart_in", r.backoff)
 	if wasReady {
 		f.publish()
@@ -440,6 +585,7 @@ func (f *fn) restart(ctx context.Context, r *replica) {
 	r.state = function.StateStarting
 	r.message = "restarting"
 	r.restarts++
+	f.c.metrics.restarts.WithLabelValues(f.metricName()).Inc()
 	id := r.id
 	go func() {
 		pid, err := f.c.rt.Restart(ctx, id)
@@ -447,7 +593,7 @@ func (f *fn) restart(ctx context.Context, r *replica) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			r := f.replicas[id]
-			if r == nil {
+			if r == nil || r.state != function.StateStarting {
 				return
 			}
 			if err != nil {
@@ -462,7 +608,7 @@ func (f *fn) restart(ctx context.Context, r *replica) {
 			f.c.log.Info("replica restarted", "fn", f.name, "replica", id, "restarts", r.restarts)
 			r.pid = pid
 			r.started = time.Now()
-			f.watch(ctx, r)
+			f.watch(ctx, r, true)
 		})
 	}()
 }
@@ -486,6 +632,7 @@ func (f *fn) checkHealth() {
 		switch {
 		case ok && r.state == function.StateUnhealthy:
 			r.state, r.misses, r.message = function.StateReady, 0, ""
+			r.closed.Store(false)
 			f.c.log.Info("replica healthy again", "fn", f.name, "replica", r.id)
 			changed = true
 		case ok:
@@ -504,6 +651,7 @@ func (f *fn) checkHealth() {
 // of ready replicas changed. Called with f.mu held.
 func (f *fn) miss(r *replica, why string) bool {
 	r.misses++
+	f.c.metrics.healthFailures.WithLabelValues(f.metricName()).Inc()
 	changed := false
 	if r.state == function.StateReady {
 		r.state = function.StateUnhealthy
@@ -541,7 +689,7 @@ func (f *fn) probed(id string, ok bool, err error) {
 func (f *fn) drain(ctx context.Context, r *replica) {
 	wasReady := r.state == function.StateReady
 	r.state = function.StateStopping
-	r.draining.Store(true)
+	r.closed.Store(true)
 	if r.cancel != nil {
 		r.cancel()
 		r.cancel = nil
@@ -595,18 +743,21 @@ func (f *fn) publish() {
 	}
 	slices.SortFunc(eps, func(a, b *replica) int { return strings.Compare(a.id, b.id) })
 	f.eps.Store(&eps)
-	if len(eps) > 0 {
-		ch := make(chan struct{})
-		old := f.readyC.Swap(&ch)
-		close(*old)
-	}
+	// Wake every request waiting for a change, whatever it is: those that
+	// find no replica wait again.
+	ch := make(chan struct{})
+	close(*f.readyC.Swap(&ch))
+	f.c.metrics.setReplicas(f)
 }
 
 // status reports the function's observed state.
 func (f *fn) status() function.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := function.Status{Desired: f.spec.DesiredReplicas(), Invoked: f.invocations.Load()}
+	st := function.Status{Desired: f.desired, Invoked: f.invocations.Load(), Phase: f.phase.String()}
+	if f.phase != phaseActive {
+		st.Desired = 0
+	}
 	for _, r := range f.replicas {
 		if r.state == function.StateReady {
 			st.Ready++

@@ -46,6 +46,7 @@ type daemonOptions struct {
 	HealthInterval     time.Duration
 	WakeTimeout        time.Duration
 	DrainTimeout       time.Duration
+	MaxWaiting         int
 	LogLevel           string
 }
 
@@ -75,6 +76,7 @@ func newDaemonCmd() *cobra.Command {
 	f.BoolVar(&o.Auth, "auth", true, "require HTTP basic auth for /system/* on TCP")
 	f.DurationVar(&o.HealthInterval, "health-interval", 5*time.Second, "how often ready replicas' lock files are checked")
 	f.DurationVar(&o.WakeTimeout, "wake-timeout", 30*time.Second, "how long a request waits for a ready replica")
+	f.IntVar(&o.MaxWaiting, "wake-queue", 1000, "how many requests one function may hold while it wakes; more get 429")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -135,16 +137,17 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctrl := scale.New(scale.Config{
 		HealthInterval: o.HealthInterval,
 		WakeTimeout:    o.WakeTimeout,
 		DrainTimeout:   o.DrainTimeout,
-	}, rt, st, log.With("component", "scale"))
+		MaxWaiting:     o.MaxWaiting,
+	}, rt, st, log.With("component", "scale"), reg)
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	px := proxy.New(ctrl, nil, log.With("component", "proxy"))
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password},
 		ctrl, rt, px, reg, nil, log.With("component", "api"))

@@ -227,7 +227,14 @@ func (d *daemon) start() {
 		d.logs = &lockedBuffer{}
 	}
 	d.cmd = exec.Command(d.e.bin, d.args()...)
-	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	var out io.Writer = d.logs
+	if dir := os.Getenv("EMBER_E2E_LOGS"); dir != "" {
+		// For debugging hangs: the log survives a test binary's timeout.
+		if f, err := os.OpenFile(filepath.Join(dir, d.ns+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+			out = io.MultiWriter(d.logs, f)
+		}
+	}
+	d.cmd.Stdout, d.cmd.Stderr = out, out
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}

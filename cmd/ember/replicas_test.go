@@ -307,7 +307,9 @@ func TestRollingUpdate(t *testing.T) {
 
 	// An update that never becomes ready: the old version keeps serving
 	// and deploy says why.
+	t0 := time.Now()
 	_, stderr, err := d.ember(nil, "deploy", "echo", "--image", e.echo, "--env", "CRASH=4", "--label", function.LabelScaleMin+"=2", "--timeout", "10s")
+	t.Logf("broken update reported after %s: %s", time.Since(t0).Round(time.Millisecond), stderr)
 	if err == nil || !strings.Contains(stderr, "exit code 4") {
 		t.Errorf("broken update: err=%v stderr=%q", err, stderr)
 	}

@@ -1,0 +1,138 @@
+//go:build integration
+
+package main
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/function"
+)
+
+// TestAutoscale puts a concurrent load of slow requests on a function with
+// a small target: it scales up while the load lasts and back down after.
+func TestAutoscale(t *testing.T) {
+	e := setup(t)
+	d := newDaemon(t, e)
+	d.mustEmber("deploy", "auto", "--image", e.echo,
+		"--label", function.LabelScaleTarget+"=2",
+		"--label", function.LabelScaleMax+"=4",
+		"--label", function.LabelScaleDownWindow+"=3s")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failures := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, code, err := get(d.url("/function/auto/_/sleep?ms=200")); err != nil || code != 200 {
+					mu.Lock()
+					failures++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	up := d.waitFor("auto", "scaled up to 4", 30*time.Second, exactlyReady(4))
+	t.Logf("under load: %d replicas ready", countState(up, function.StateReady))
+	close(stop)
+	wg.Wait()
+	if failures > 0 {
+		t.Errorf("%d requests failed during scale-up", failures)
+	}
+	start := time.Now()
+	d.waitFor("auto", "scaled down to 1", 30*time.Second, exactlyReady(1))
+	t.Logf("scaled down %s after the load ended", time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestScaleToZero: idle, the function is paused; idle longer, parked; each
+// time the next request succeeds and wakes it.
+func TestScaleToZero(t *testing.T) {
+	e := setup(t)
+	d := newDaemon(t, e)
+	d.mustEmber("deploy", "idle", "--image", e.echo,
+		"--label", function.LabelScaleZero+"=true",
+		"--label", function.LabelScaleZeroDuration+"=1s",
+		"--label", function.LabelDeleteAfter+"=2s")
+	first := d.describe("idle").Instances[0]
+
+	paused := d.waitFor("idle", "paused", 15*time.Second, func(f api.FunctionStatus) bool {
+		return len(f.Instances) == 1 && f.Instances[0].State == function.StatePaused
+	})
+	if paused.AvailableReplicas != 0 {
+		t.Errorf("paused function shows %d available replicas", paused.AvailableReplicas)
+	}
+	r, _, err := d.call("GET", "/function/idle/from-paused", "")
+	if err != nil {
+		t.Fatalf("request to a paused function: %v", err)
+	}
+	if r.Path != "/from-paused" {
+		t.Errorf("got %+v", r)
+	}
+	f := d.describe("idle")
+	if f.Instances[0].ID != first.ID || f.Instances[0].State != function.StateReady {
+		t.Errorf("after wake from paused: %+v, want %s ready", f.Instances, first.ID)
+	}
+
+	d.waitFor("idle", "zero", 20*time.Second, func(f api.FunctionStatus) bool {
+		return len(f.Instances) == 1 && f.Instances[0].State == function.StateZero
+	})
+	list := d.mustEmber("list")
+	t.Logf("list at zero:\n%s", list)
+	r, _, err = d.call("POST", "/function/idle/from-zero", "body")
+	if err != nil {
+		t.Fatalf("request to a function at zero: %v", err)
+	}
+	if r.Path != "/from-zero" || r.Body != "body" {
+		t.Errorf("got %+v", r)
+	}
+	f = d.describe("idle")
+	if len(f.Instances) != 1 || f.Instances[0].ID != first.ID || f.Instances[0].IP != first.IP {
+		t.Errorf("after wake from zero: %+v, want the same replica (container, IP) started again", f.Instances)
+	}
+	d.mustEmber("remove", "idle")
+	d.assertNoLeftovers()
+}
+
+// TestWakeFromZeroConcurrent sends 50 concurrent requests to a function at
+// zero: all succeed, and one replica is started for them.
+func TestWakeFromZeroConcurrent(t *testing.T) {
+	e := setup(t)
+	d := newDaemon(t, e)
+	d.mustEmber("deploy", "burst", "--image", e.echo,
+		"--label", function.LabelScaleTarget+"=100")
+	d.mustEmber("scale", "burst", "--replicas", "0")
+	d.waitFor("burst", "zero", 15*time.Second, func(f api.FunctionStatus) bool {
+		return len(f.Instances) == 1 && f.Instances[0].State == function.StateZero
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := d.call("GET", fmt.Sprintf("/function/burst/%d", i), ""); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	f := d.describe("burst")
+	if len(f.Instances) != 1 || f.Instances[0].State != function.StateReady {
+		t.Errorf("replicas after the burst: %+v, want exactly one, ready", f.Instances)
+	}
+}
