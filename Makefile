@@ -16,6 +16,9 @@ PKGS := ./...
 ITEST_FLAGS ?= -count=1 -p 1 -timeout 40m
 
 export CGO_ENABLED := 0
+# Tests run `go` themselves (to build images from source): make sure the one
+# found above is on their PATH too.
+export PATH := $(dir $(GO)):$(PATH)
 
 .PHONY: all build check test unit integration deps release clean
 
