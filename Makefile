@@ -5,6 +5,11 @@
 #   make test      host packages (as root), unit tests, integration tests on a
 #                  private containerd — the command CI runs
 #   make release   static binaries for linux/amd64, arm64 and arm (v7) in dist/
+#   make bench     benchmarks on a private containerd (root): one Markdown
+#                  table; BENCH_OUT=FILE also writes JSON, BENCH_SHORT=1 runs
+#                  tiny counts with no timing assertions (as `make test` does)
+#   make examples  examples/hello.tar, the example function's image for
+#                  `ember import` (built from source: no Docker, no registry)
 
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -20,7 +25,7 @@ export CGO_ENABLED := 0
 # found above is on their PATH too.
 export PATH := $(dir $(GO)):$(PATH)
 
-.PHONY: all build check test unit integration deps release clean
+.PHONY: all build check test unit integration deps release examples clean bench bench-short
 
 all: build
 
@@ -48,7 +53,20 @@ integration:
 # The README's test command: everything a fresh Debian 12 machine needs, then
 # every test. Integration tests fail (never skip) here when the host lacks
 # what they need.
-test: deps unit integration
+test: deps unit integration bench-short
+
+BENCH_OUT ?=
+BENCH_SHORT ?=
+BENCH_FLAGS = $(if $(filter-out 0 false,$(BENCH_SHORT)),-short) $(if $(BENCH_OUT),-out '$(BENCH_OUT)')
+
+bench: deps
+	$(GO) build -o bin/ember-bench ./internal/bench/cmd/bench
+	bin/ember-bench $(BENCH_FLAGS)
+
+# Keeps `make bench` working in CI: every scenario, tiny counts.
+bench-short: deps
+	$(GO) build -o bin/ember-bench ./internal/bench/cmd/bench
+	bin/ember-bench -short $(if $(BENCH_OUT),-out '$(BENCH_OUT)')
 
 release:
 	rm -rf dist && mkdir -p dist
@@ -57,5 +75,10 @@ release:
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ember-linux-armv7 ./cmd/ember
 	cd dist && sha256sum ember-* > SHA256SUMS
 
+# Always rebuilt: compiled binaries are cached, and the image is
+# reproducible, so an unchanged source gives the same archive.
+examples:
+	$(GO) run ./internal/imagebuild/mkimage -pkg ./examples/hello -ref localhost/hello:v1 -o examples/hello.tar
+
 clean:
-	rm -rf bin dist
+	rm -rf bin dist examples/*.tar

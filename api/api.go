@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -28,6 +29,7 @@ type Functions interface {
 	Status(name string) (function.Status, error)
 	Functions() []function.Spec
 	WaitReady(ctx context.Context, name string) error
+	Usage(name string) (function.Usage, error)
 }
 
 // Images loads image archives.
@@ -44,26 +46,45 @@ type Config struct {
 	User, Password string
 	// MaxBodyBytes limits JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// Status describes the daemon for GET /system/status.
+	Status StatusConfig
 }
 
 // API serves the control plane.
 type API struct {
-	cfg    Config
-	fns    Functions
-	images Images
-	proxy  http.Handler
-	gather prometheus.Gatherer
-	log    *slog.Logger
-	ready  func() bool
+	cfg     Config
+	fns     Functions
+	images  Images
+	secrets Secrets
+	logsrc  Logs
+	proxy   http.Handler
+	gather  prometheus.Gatherer
+	log     *slog.Logger
+	ready   func() bool
 }
 
-// New returns the API. proxy serves /function/*; gather feeds /metrics;
-// ready reports whether the daemon has finished starting (for /healthz).
-func New(cfg Config, fns Functions, images Images, proxy http.Handler, gather prometheus.Gatherer, ready func() bool, log *slog.Logger) *API {
+// Deps are the API's collaborators.
+type Deps struct {
+	Functions Functions
+	Images    Images
+	Secrets   Secrets
+	Logs      Logs
+	// Proxy serves /function/*.
+	Proxy http.Handler
+	// Gatherer feeds /metrics.
+	Gatherer prometheus.Gatherer
+	// Ready reports whether the daemon has finished starting (for
+	// /healthz); nil means always.
+	Ready func() bool
+}
+
+// New returns the API.
+func New(cfg Config, d Deps, log *slog.Logger) *API {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	return &API{cfg: cfg, fns: fns, images: images, proxy: proxy, gather: gather, ready: ready, log: log}
+	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, logsrc: d.Logs,
+		proxy: d.Proxy, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
 // Handler returns the HTTP handler. With auth, /system/* requires basic
@@ -83,9 +104,17 @@ func (a *API) Handler(auth bool) http.Handler {
 	sys(http.MethodDelete, "/system/functions", a.deleteFunction)
 	sys(http.MethodGet, "/system/function/:name", a.describeFunction)
 	sys(http.MethodPost, "/system/scale-function/:name", a.scaleFunction)
+	sys(http.MethodPost, "/system/scale-function", a.scaleFunction)
 	sys(http.MethodGet, "/system/info", a.info)
+	sys(http.MethodGet, "/system/status", a.systemStatus)
 	sys(http.MethodGet, "/system/namespaces", a.namespaces)
 	sys(http.MethodPost, "/system/images", a.importImages)
+	sys(http.MethodGet, "/system/secrets", a.listSecrets)
+	sys(http.MethodPost, "/system/secrets", a.createSecret)
+	sys(http.MethodPut, "/system/secrets", a.updateSecret)
+	sys(http.MethodDelete, "/system/secrets", a.deleteSecret)
+	sys(http.MethodGet, "/system/logs", a.logs)
+	sys(http.MethodGet, "/system/namespace/:name", a.namespace)
 
 	r.Handle(http.MethodGet, "/healthz", a.healthz)
 	r.Handle(http.MethodHead, "/healthz", a.healthz)
@@ -150,7 +179,14 @@ func (a *API) describeFunction(w http.ResponseWriter, r *http.Request, ps httpro
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, toStatus(spec, st, true))
+	fs := toStatus(spec, st, true)
+	// faas-cli asks with usage=1; the gateway's scaler with usage=false.
+	if u, _ := strconv.ParseBool(r.URL.Query().Get("usage")); u || r.URL.Query().Get("usage") == "" {
+		if us, err := a.fns.Usage(name); err == nil {
+			fs.Usage = &FunctionUsage{CPU: us.CPU, TotalMemoryBytes: us.MemoryBytes}
+		}
+	}
+	writeJSON(w, http.StatusOK, fs)
 }
 
 func (a *API) deployFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -250,6 +286,16 @@ func (a *API) info(w http.ResponseWriter, r *http.Request, _ httprouter.Params) 
 
 func (a *API) namespaces(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 	writeJSON(w, http.StatusOK, []string{function.DefaultNamespace})
+}
+
+// namespace answers for the one namespace ember has; creating others is
+// not supported (OpenFaaS CE answers the same way).
+func (a *API) namespace(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	if ps.ByName("name") != function.DefaultNamespace {
+		http.Error(w, "namespace "+ps.ByName("name")+" not found", http.StatusNotFound)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": function.DefaultNamespace, "labels": map[string]string{"openfaas": "1"}})
 }
 
 func (a *API) importImages(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -163,3 +163,78 @@ func (c *Client) Invoke(ctx context.Context, name, method, path string, header h
 	}
 	return resp, nil
 }
+
+// CreateSecret stores a new secret; an existing one is a 409 StatusError.
+func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) error {
+	return c.do(ctx, http.MethodPost, "/system/secrets", api.Secret{Name: name, RawValue: value}, nil)
+}
+
+// UpdateSecret replaces a secret's value.
+func (c *Client) UpdateSecret(ctx context.Context, name string, value []byte) error {
+	return c.do(ctx, http.MethodPut, "/system/secrets", api.Secret{Name: name, RawValue: value}, nil)
+}
+
+// DeleteSecret removes a secret.
+func (c *Client) DeleteSecret(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/system/secrets", api.Secret{Name: name}, nil)
+}
+
+// Secrets lists secret names.
+func (c *Client) Secrets(ctx context.Context) ([]api.Secret, error) {
+	var out []api.Secret
+	err := c.do(ctx, http.MethodGet, "/system/secrets", nil, &out)
+	return out, err
+}
+
+// LogOptions select log lines.
+type LogOptions struct {
+	Follow   bool
+	Since    time.Time
+	Tail     int
+	Instance string
+}
+
+// Logs streams a function's log lines to out until the stream ends (or,
+// with Follow, until ctx ends).
+func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(api.LogMessage) error) error {
+	q := url.Values{"name": {name}, "follow": {fmt.Sprint(o.Follow)}}
+	if o.Tail != 0 {
+		q.Set("tail", fmt.Sprint(o.Tail))
+	}
+	if !o.Since.IsZero() {
+		q.Set("since", o.Since.UTC().Format(time.RFC3339))
+	}
+	if o.Instance != "" {
+		q.Set("instance", o.Instance)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/system/logs?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if c.pass != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("ember daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return &StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var m api.LogMessage
+		if err := dec.Decode(&m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("logs: %w", err)
+		}
+		if err := out(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}

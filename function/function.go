@@ -39,8 +39,22 @@ const (
 // ErrNotFound is returned (wrapped) when a function does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrExists is returned (wrapped) when creating something that exists.
+var ErrExists = errors.New("already exists")
+
 // ErrInvalid is returned (wrapped) for input that fails validation.
 var ErrInvalid = errors.New("invalid")
+
+// Invalidf returns an error that reads as the message alone but matches
+// ErrInvalid, for messages other tools expect word for word.
+func Invalidf(format string, args ...any) error {
+	return invalidError(fmt.Sprintf(format, args...))
+}
+
+type invalidError string
+
+func (e invalidError) Error() string        { return string(e) }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
 
 // ErrImageNotFound is returned (wrapped) when a registry or archive does
 // not have the image asked for: the user's mistake.
@@ -429,4 +443,28 @@ func (e Exit) String() string {
 type Lease interface {
 	Addr() string
 	Release()
+}
+
+// LogLine is one line of a replica's output.
+type LogLine struct {
+	Time     time.Time
+	Function string
+	Instance string
+	Text     string
+}
+
+// LogQuery selects log lines.
+type LogQuery struct {
+	Instance string    // one replica, or all
+	Since    time.Time // lines at or after
+	Tail     int       // the last N lines only (0: all)
+	Follow   bool      // then keep streaming new lines until the caller stops
+}
+
+// Usage is a function's resource use, summed over its replicas.
+type Usage struct {
+	// CPU is in millicores, averaged since the previous measurement.
+	CPU float64
+	// MemoryBytes is the memory its replicas use.
+	MemoryBytes float64
 }

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +12,12 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfaas/ember/function"
 )
@@ -34,23 +39,34 @@ type Proxy struct {
 	backends Backends
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
+	metrics  *metrics
 }
 
 // New returns a Proxy using transport (nil: a transport tuned for many
-// short requests to a few local hosts).
-func New(b Backends, transport http.RoundTripper, log *slog.Logger) *Proxy {
+// short requests to a few local hosts). Its metrics are registered on reg
+// (nil: not registered).
+func New(b Backends, transport http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) *Proxy {
 	if transport == nil {
 		transport = NewTransport()
 	}
-	p := &Proxy{backends: b, log: log}
+	p := &Proxy{backends: b, log: log, metrics: newMetrics(reg)}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     transport,
-		FlushInterval: -1, // stream: SSE, NDJSON and chunked bodies reach the caller as written
-		ErrorHandler:  p.upstreamError,
-		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		Rewrite:        p.rewrite,
+		Transport:      transport,
+		FlushInterval:  -1, // stream: SSE, NDJSON and chunked bodies reach the caller as written
+		ErrorHandler:   p.upstreamError,
+		ModifyResponse: dropCallHeaders,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return p
+}
+
+// dropCallHeaders removes a function's own X-Call-Id and X-Start-Time:
+// the gateway's, already on the response, are the ones that count.
+func dropCallHeaders(resp *http.Response) error {
+	resp.Header.Del("X-Call-Id")
+	resp.Header.Del("X-Start-Time")
+	return nil
 }
 
 // NewTransport returns the transport New uses by default.
@@ -73,6 +89,9 @@ func NewTransport() *http.Transport {
 type call struct {
 	lease   function.Lease
 	path    string
+	rawPath string // path's original encoding, when it has one
+	callID  string
+	start   string
 	dialErr error
 	// retryable is false once the request body has been read, when a
 	// failure can no longer be retried safely.
@@ -92,17 +111,52 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "function "+ref+" not found", http.StatusNotFound)
 		return
 	}
-	c := &call{path: rest}
+	started := time.Now()
+	// The series are made once the function is known to exist: names
+	// from open traffic must not grow the registry without bound.
+	var fm *fnMetrics
+	count := func() {
+		if fm == nil {
+			fm = p.metrics.function(name)
+			fm.started.Inc()
+		}
+	}
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	w = sw
+	defer func() {
+		if fm == nil {
+			return
+		}
+		cm := p.metrics.code(fm, sw.code)
+		cm.invocations.Inc()
+		cm.seconds.Observe(time.Since(started).Seconds())
+	}()
+	// As OpenFaaS's gateway: a call ID (kept if the caller sent one) and
+	// the start time, on the request to the function and on the response.
+	c := &call{path: rest, callID: r.Header.Get("X-Call-Id"), start: strconv.FormatInt(started.UnixNano(), 10)}
+	if c.callID == "" {
+		c.callID = newCallID()
+	}
+	w.Header().Set("X-Call-Id", c.callID)
+	w.Header().Set("X-Start-Time", c.start)
 	if r.Body != nil && r.Body != http.NoBody {
 		c.body = &trackedBody{rc: r.Body}
 		r.Body = c.body
 		defer c.body.rc.Close()
+	}
+	if r.URL.RawPath != "" {
+		if _, raw, ok := splitPath(r.URL.RawPath); ok {
+			c.rawPath = raw // used only if it encodes path (url.URL.EscapedPath checks)
+		}
 	}
 	ctx := context.WithValue(r.Context(), callKey{}, c)
 	out := r.WithContext(ctx)
 	var failed [maxAttempts]string // replicas that refused this request
 	for attempt := 0; ; attempt++ {
 		lease, err := p.acquire(ctx, name, failed[:attempt])
+		if !errors.Is(err, function.ErrNotFound) {
+			count()
+		}
 		if err != nil {
 			p.acquireError(w, r, ref, err)
 			return
@@ -167,8 +221,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = c.lease.Addr()
 	pr.Out.URL.Path = c.path
-	pr.Out.URL.RawPath = ""
+	pr.Out.URL.RawPath = c.rawPath
 	pr.Out.Host = pr.In.Host
+	pr.Out.Header.Set("X-Call-Id", c.callID)
+	pr.Out.Header.Set("X-Start-Time", c.start)
 	// ReverseProxy.Rewrite strips X-Forwarded-*; set them as OpenFaaS's
 	// gateway does, keeping values a front proxy already set.
 	in, out := pr.In.Header, pr.Out.Header
@@ -204,6 +260,48 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	p.log.Warn("upstream error", "path", r.URL.Path, "addr", c.lease.Addr(), "err", err)
 	w.WriteHeader(http.StatusBadGateway)
+}
+
+// statusWriter records the status code for the metrics. Unwrap lets
+// http.ResponseController reach the real writer for flushing and for
+// hijacking WebSocket upgrades.
+type statusWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote && code >= 200 {
+		s.code, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// newCallID returns a random UUID (version 4).
+func newCallID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
 }
 
 // trackedBody notes whether the request body was read, so a failed attempt

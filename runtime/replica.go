@@ -335,8 +335,13 @@ func (r *Runtime) cleanup(ctx context.Context, fn, id string) error {
 		errs = append(errs, err)
 	}
 	if fn != "" {
-		if err := os.Remove(r.LogPath(fn, id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+		r.logs.forget(r.rawPath(fn, id))
+		base := strings.TrimSuffix(r.rawPath(fn, id), rawSuffix)
+		matches, _ := filepath.Glob(base + ".*")
+		for _, m := range matches {
+			if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		}
 		// Drop the function's log directory once its last replica is gone.
 		_ = os.Remove(filepath.Dir(r.LogPath(fn, id)))

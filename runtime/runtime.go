@@ -38,6 +38,11 @@ type Network interface {
 	Gateway() netip.Addr
 }
 
+// SecretSource reads secret values.
+type SecretSource interface {
+	Value(name string) ([]byte, error)
+}
+
 // Attachment is a replica's place on the network.
 type Attachment struct {
 	IP    netip.Addr
@@ -68,6 +73,14 @@ type Config struct {
 	// RuncRoot is runc's state directory; empty keeps containerd's default
 	// (/run/containerd/runc). Tests give each containerd its own.
 	RuncRoot string
+	// Secrets gives secret values to mount into the functions that list
+	// them.
+	Secrets SecretSource
+	// LogMaxSize is the size at which a replica's log rotates (default
+	// 10 MiB); LogMaxFiles how many files it keeps (default 2), so one
+	// replica's logs never take more than about their product on disk.
+	LogMaxSize  int64
+	LogMaxFiles int
 	// PullTimeout bounds one image pull.
 	PullTimeout time.Duration
 }
@@ -79,8 +92,11 @@ type Runtime struct {
 	net    Network
 	log    *slog.Logger
 
+	logs *collector
+
 	mu   sync.Mutex           // guards below
 	ooms map[string]time.Time // container ID → last OOM kill, from containerd's events
+	cpu  map[string]cpuSample // cgroup → last CPU reading, for Usage
 }
 
 // New connects to containerd. The connection is lazy on containerd's side,
@@ -88,6 +104,12 @@ type Runtime struct {
 func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runtime, error) {
 	if cfg.Namespace == "" {
 		return nil, errors.New("runtime: namespace is required")
+	}
+	if cfg.LogMaxSize == 0 {
+		cfg.LogMaxSize = 10 << 20
+	}
+	if cfg.LogMaxFiles == 0 {
+		cfg.LogMaxFiles = 2
 	}
 	if cfg.PullTimeout == 0 {
 		cfg.PullTimeout = 5 * time.Minute
@@ -103,7 +125,8 @@ func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runti
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
 	}
-	r := &Runtime{cfg: cfg, client: client, net: net, log: log, ooms: map[string]time.Time{}}
+	r := &Runtime{cfg: cfg, client: client, net: net, log: log, ooms: map[string]time.Time{}, cpu: map[string]cpuSample{},
+		logs: newCollector(logDir(cfg.StateDir), cfg.LogMaxSize, cfg.LogMaxFiles)}
 	if err := r.writeResolvConf(); err != nil {
 		client.Close()
 		return nil, err
@@ -130,14 +153,22 @@ func (r *Runtime) ns(ctx context.Context) context.Context {
 func logDir(state string) string   { return filepath.Join(state, "logs") }
 func filesDir(state string) string { return filepath.Join(state, "replicas") }
 
-// LogPath is where a replica's stdout and stderr go.
-func (r *Runtime) LogPath(fn, id string) string {
-	return filepath.Join(logDir(r.cfg.StateDir), fn, id+".log")
+// LogPath is where the shim writes a replica's stdout and stderr.
+func (r *Runtime) LogPath(fn, id string) string { return r.rawPath(fn, id) }
+
+// Run collects logs and follows containerd's OOM events, so an exit can be
+// reported as an OOM kill. It returns when ctx ends.
+func (r *Runtime) Run(ctx context.Context) error {
+	logsDone := make(chan error, 1)
+	go func() { logsDone <- r.logs.run(ctx) }()
+	err := r.followOOM(ctx)
+	if lerr := <-logsDone; lerr != nil {
+		r.log.Error("log collector", "err", lerr)
+	}
+	return err
 }
 
-// Run follows containerd's OOM events, so an exit can be reported as an
-// OOM kill. It returns when ctx ends.
-func (r *Runtime) Run(ctx context.Context) error {
+func (r *Runtime) followOOM(ctx context.Context) error {
 	ctx = r.ns(ctx)
 	for {
 		evC, errC := r.client.Subscribe(ctx, `topic=="/tasks/oom"`, fmt.Sprintf("namespace==%q", r.cfg.Namespace))

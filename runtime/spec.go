@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -11,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -63,7 +66,47 @@ func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, 
 	if err != nil {
 		return nil, err
 	}
-	return append(opts, res...), nil
+	opts = append(opts, res...)
+	if len(spec.Secrets) > 0 {
+		opts = append(opts, r.withSecrets(spec.Secrets, filepath.Dir(hostsFile)))
+	}
+	return opts, nil
+}
+
+// SecretsDir is where functions find their secrets, as on OpenFaaS.
+const SecretsDir = "/var/openfaas/secrets"
+
+// withSecrets mounts each secret read-only at SecretsDir/NAME. It runs
+// after the image config set the user: each replica gets its own copy,
+// owned by the function's user and readable by it alone, so a non-root
+// function can read what root keeps at mode 0600.
+func (r *Runtime) withSecrets(names []string, dir string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if r.cfg.Secrets == nil {
+			return errors.New("secrets: no secret store")
+		}
+		sdir := filepath.Join(dir, "secrets")
+		if err := os.MkdirAll(sdir, 0o700); err != nil {
+			return err
+		}
+		uid, gid := s.Process.User.UID, s.Process.User.GID
+		for _, name := range names {
+			v, err := r.cfg.Secrets.Value(name)
+			if err != nil {
+				return fmt.Errorf("unable to find secret: %s: %w", name, err)
+			}
+			p := filepath.Join(sdir, name)
+			if err := os.WriteFile(p, v, 0o400); err != nil {
+				return err
+			}
+			if err := os.Chown(p, int(uid), int(gid)); err != nil {
+				return err
+			}
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: SecretsDir + "/" + name, Type: "bind", Source: p,
+				Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+		}
+		return nil
+	}
 }
 
 // envList returns the function's environment in a stable order, with

@@ -25,7 +25,7 @@ func (r *replica) Release() {
 // waits up to WakeTimeout; concurrent requests share that wake-up.
 func (c *Controller) Acquire(ctx context.Context, name string) (function.Lease, error) {
 	f := (*c.fns.Load())[name]
-	if f == nil {
+	if f == nil || f.gone.Load() {
 		return nil, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 	}
 	f.invocations.Add(1)
@@ -71,6 +71,9 @@ func (c *Controller) Acquire(ctx context.Context, name string) (function.Lease, 
 		}
 		select {
 		case <-ready:
+			if f.gone.Load() {
+				return nil, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-timer.C:

@@ -32,6 +32,12 @@ type Runtime interface {
 	LockVisible(pid uint32) (bool, error)
 	ProbeLock(ctx context.Context, id string) (bool, error)
 	LogTail(fn, id string, n int) []string
+	Usage(cgroups []string) function.Usage
+}
+
+// Secrets tells which secrets exist.
+type Secrets interface {
+	Exists(name string) bool
 }
 
 // Store is the durable desired state.
@@ -81,6 +87,9 @@ type Config struct {
 	// MemoryLow reports host memory pressure, when paused functions are
 	// parked early; default: MemAvailable below 10% of MemTotal.
 	MemoryLow func() bool
+	// Secrets, when set, is checked on deploy: a function that lists a
+	// missing secret is refused.
+	Secrets Secrets
 	// Port is the port functions serve on (8080).
 	Port int
 	// Dial checks that a replica accepts connections; default a TCP dial.
@@ -155,6 +164,9 @@ func New(cfg Config, rt Runtime, st Store, log *slog.Logger, reg prometheus.Regi
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1)}
 	c.fns.Store(&map[string]*fn{})
+	if reg != nil {
+		reg.MustRegister(newServiceCount(c))
+	}
 	return c
 }
 
@@ -286,6 +298,13 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
+	if c.cfg.Secrets != nil {
+		for _, s := range spec.Secrets {
+			if !c.cfg.Secrets.Exists(s) {
+				return function.Invalidf("unable to find secret: %s", s)
+			}
+		}
+	}
 	if _, err := c.rt.EnsureImage(ctx, spec.Image); err != nil {
 		return err
 	}
@@ -366,6 +385,7 @@ func (c *Controller) Remove(ctx context.Context, name string) error {
 	if !c.started {
 		// No loop to drain it (tests that never Run): drop it now.
 		c.dropLocked(f)
+		close(f.done)
 	}
 	c.mu.Unlock()
 	c.log.Info("removing", "fn", name)
@@ -433,6 +453,22 @@ func (c *Controller) Functions() []function.Spec {
 		return 0
 	})
 	return out
+}
+
+// Usage returns a function's CPU and memory use, read from its replicas'
+// cgroups.
+func (c *Controller) Usage(name string) (function.Usage, error) {
+	f := c.lookup(name)
+	if f == nil {
+		return function.Usage{}, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	f.mu.Lock()
+	cgs := make([]string, 0, len(f.replicas))
+	for _, r := range f.replicas {
+		cgs = append(cgs, r.cgroup)
+	}
+	f.mu.Unlock()
+	return c.rt.Usage(cgs), nil
 }
 
 // WaitReady blocks until a replica running the function's current spec is

@@ -40,6 +40,7 @@ type fn struct {
 	readyC      atomic.Pointer[chan struct{}] // closed (and replaced) after every change of eps
 	invocations atomic.Uint64
 	inflight    atomic.Int64
+	gone        atomic.Bool  // set by markRemoving: Acquire answers ErrNotFound
 	waiting     atomic.Int64 // requests held for a wake-up
 	touched     atomic.Bool  // deployed or scaled: the autoscaler restarts its clock
 
@@ -151,10 +152,19 @@ func (f *fn) setSpec(s function.Spec) {
 func (f *fn) setReplicas(ctx context.Context, n int) {
 	f.mu.Lock()
 	f.spec.Replicas = n
-	f.desired = n
+	if n > 0 {
+		f.desired = n
+	}
 	f.mu.Unlock()
 	if n == 0 {
-		f.send(ctx, func() { f.goToZero(ctx) })
+		// desired drops to zero in the same loop event that parks: a
+		// reconcile in between would remove the replica instead.
+		f.send(ctx, func() {
+			f.mu.Lock()
+			f.desired = 0
+			f.mu.Unlock()
+			f.goToZero(ctx)
+		})
 		return
 	}
 	f.requestWake()
@@ -170,6 +180,10 @@ func (f *fn) specCopy() function.Spec {
 func (f *fn) markRemoving() {
 	f.mu.Lock()
 	f.removing = true
+	f.gone.Store(true)
+	// Wake Acquires waiting for a replica: there will be none.
+	ch := make(chan struct{})
+	close(*f.readyC.Swap(&ch))
 	f.mu.Unlock()
 	f.poke()
 }
@@ -249,7 +263,9 @@ func (f *fn) run(ctx context.Context) {
 	f.mu.Lock()
 	for _, r := range f.replicas {
 		if r.cancel == nil && (r.state == function.StateStarting || r.state == function.StatePaused) {
-			f.watch(ctx, r, true)
+			// It was confirmed when it first started: serve again after a
+			// stat and a dial; the probe loop execs into it soon after.
+			f.watch(ctx, r, false)
 		}
 	}
 	f.mu.Unlock()
@@ -361,7 +377,7 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 	keepOld := max(0, desired-curReady)
 	slices.SortFunc(old, func(a, b *replica) int { return rankForRemoval(a) - rankForRemoval(b) })
 	for i, r := range old {
-		if i >= len(old)-keepOld && r.state == function.StateReady {
+		if i >= len(old)-keepOld && (r.state == function.StateReady || r.state == function.StateUnhealthy) {
 			continue
 		}
 		f.drain(ctx, r)

@@ -98,3 +98,24 @@ func (m *metrics) forget(f *fn) {
 		v.DeleteLabelValues(f.metricName())
 	}
 }
+
+// serviceCount is OpenFaaS's gateway_service_count: each function's
+// desired replicas, read at scrape time so it is never stale.
+type serviceCount struct {
+	c    *Controller
+	desc *prometheus.Desc
+}
+
+func newServiceCount(c *Controller) *serviceCount {
+	return &serviceCount{c: c, desc: prometheus.NewDesc("gateway_service_count",
+		"Desired replicas of each function.", []string{"function_name"}, nil)}
+}
+
+func (s *serviceCount) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+func (s *serviceCount) Collect(ch chan<- prometheus.Metric) {
+	for _, f := range *s.c.fns.Load() {
+		st := f.status()
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(st.Desired), f.metricName())
+	}
+}

@@ -36,6 +36,10 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+func printJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
+
 func checkOutput(out string) error {
 	if out != "" && out != "json" {
 		return fmt.Errorf("--output %q: want json or nothing", out)
@@ -72,21 +76,38 @@ type deployOptions struct {
 	Timeout     time.Duration
 	Gateway     string
 	Output      string
+	// File is a stack file (-f); Filter selects its functions.
+	File, Filter string
 }
 
 func newDeployCmd() *cobra.Command {
 	var o deployOptions
 	cmd := &cobra.Command{
-		Use:   "deploy NAME --image IMAGE",
-		Short: "Create or update a function and wait until it is ready",
-		Args:  cobra.ExactArgs(1),
+		Use:   "deploy (NAME --image IMAGE | -f STACK.yml [--filter GLOB])",
+		Short: "Create or update functions and wait until they are ready",
+		Args:  stackArgs(&o.File, &o.Filter),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Again: flagsFromEnv may have set -f after Args ran.
+			if err := stackArgs(&o.File, &o.Filter)(cmd, args); err != nil {
+				return err
+			}
+			if o.File != "" {
+				if err := checkStackFlags(cmd); err != nil {
+					return err
+				}
+				return runDeployStack(cmd.Context(), clientFor(cmd), o.File, o.Filter, o.Wait, o.Timeout, o.Gateway, o.Output, cmd.OutOrStdout())
+			}
+			if o.Image == "" {
+				return errors.New("--image is required (or give a stack file with -f)")
+			}
 			o.Name = args[0]
 			return runDeploy(cmd.Context(), clientFor(cmd), o, cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Image, "image", "", "image reference (required)")
+	f.StringVar(&o.Image, "image", "", "image reference (required without -f)")
+	f.StringVarP(&o.File, "yaml", "f", "", "deploy the functions of this OpenFaaS stack file")
+	f.StringVar(&o.Filter, "filter", "", "with -f, only functions whose names match this glob")
 	f.StringArrayVarP(&o.Env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringArrayVarP(&o.Labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
 	f.StringArrayVar(&o.Annotations, "annotation", nil, "annotation KEY=VALUE (repeatable)")
@@ -98,7 +119,6 @@ func newDeployCmd() *cobra.Command {
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "how long to wait for a ready replica")
 	f.StringVar(&o.Gateway, "gateway", "http://127.0.0.1:8080", "gateway URL printed for the function")
 	addOutput(cmd, &o.Output)
-	cmd.MarkFlagRequired("image")
 	return cmd
 }
 
@@ -223,7 +243,14 @@ func runDescribe(ctx context.Context, c *client.Client, name, out string, w io.W
 		fmt.Fprintf(tw, "Secrets:\t%s\n", strings.Join(f.Secrets, ", "))
 	}
 	if f.Limits != nil {
-		fmt.Fprintf(tw, "Limits:\tmemory=%s cpu=%s\n", f.Limits.Memory, f.Limits.CPU)
+		var lim []string
+		if f.Limits.Memory != "" {
+			lim = append(lim, "memory="+f.Limits.Memory)
+		}
+		if f.Limits.CPU != "" {
+			lim = append(lim, "cpu="+f.Limits.CPU)
+		}
+		fmt.Fprintf(tw, "Limits:\t%s\n", strings.Join(lim, " "))
 	}
 	if f.ReadOnlyRootFilesystem {
 		fmt.Fprintf(tw, "Root filesystem:\tread-only\n")
@@ -266,12 +293,19 @@ func printMap(w io.Writer, title string, m map[string]string) {
 }
 
 func newRemoveCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "remove NAME",
+	var file, filter string
+	cmd := &cobra.Command{
+		Use:     "remove (NAME | -f STACK.yml [--filter GLOB])",
 		Aliases: []string{"rm"},
-		Short:   "Remove a function; returns when its replicas are gone",
-		Args:    cobra.ExactArgs(1),
+		Short:   "Remove functions; returns when their replicas are gone",
+		Args:    stackArgs(&file, &filter),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := stackArgs(&file, &filter)(cmd, args); err != nil {
+				return err
+			}
+			if file != "" {
+				return runRemoveStack(cmd.Context(), clientFor(cmd), file, filter, cmd.OutOrStdout())
+			}
 			if err := clientFor(cmd).Remove(cmd.Context(), args[0]); err != nil {
 				return err
 			}
@@ -279,6 +313,9 @@ func newRemoveCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVarP(&file, "yaml", "f", "", "remove the functions of this OpenFaaS stack file")
+	cmd.Flags().StringVar(&filter, "filter", "", "with -f, only functions whose names match this glob")
+	return cmd
 }
 
 func newScaleCmd() *cobra.Command {

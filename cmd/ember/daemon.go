@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -47,6 +48,8 @@ type daemonOptions struct {
 	WakeTimeout        time.Duration
 	DrainTimeout       time.Duration
 	MaxWaiting         int
+	LogMaxSize         int64
+	LogMaxFiles        int
 	LogLevel           string
 }
 
@@ -78,11 +81,14 @@ func newDaemonCmd() *cobra.Command {
 	f.DurationVar(&o.WakeTimeout, "wake-timeout", 30*time.Second, "how long a request waits for a ready replica")
 	f.IntVar(&o.MaxWaiting, "wake-queue", 1000, "how many requests one function may hold while it wakes; more get 429")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
+	f.Int64Var(&o.LogMaxSize, "log-max-size", 10<<20, "bytes at which a replica's log rotates")
+	f.IntVar(&o.LogMaxFiles, "log-max-files", 2, "log files kept per replica, the current one included")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
 
 func runDaemon(ctx context.Context, o daemonOptions) error {
+	started := time.Now()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -99,6 +105,10 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	defer st.Close()
+	secrets, err := store.OpenSecrets(filepath.Join(o.StateDir, "secrets"))
+	if err != nil {
+		return err
+	}
 	password := ""
 	if o.Auth {
 		if password, err = ensurePassword(filepath.Join(o.StateDir, "basic-auth-password")); err != nil {
@@ -128,6 +138,9 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		ProbeBinary:        self,
 		Nameservers:        o.Nameservers,
 		RuncRoot:           o.RuncRoot,
+		Secrets:            secrets,
+		LogMaxSize:         o.LogMaxSize,
+		LogMaxFiles:        o.LogMaxFiles,
 	}, netAdapter{netw}, log.With("component", "runtime"))
 	if err != nil {
 		return err
@@ -144,13 +157,17 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		WakeTimeout:    o.WakeTimeout,
 		DrainTimeout:   o.DrainTimeout,
 		MaxWaiting:     o.MaxWaiting,
+		Secrets:        secrets,
 	}, rt, st, log.With("component", "scale"), reg)
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
 	}
-	px := proxy.New(ctrl, nil, log.With("component", "proxy"))
-	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password},
-		ctrl, rt, px, reg, nil, log.With("component", "api"))
+	px := proxy.New(ctrl, nil, reg, log.With("component", "proxy"))
+	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
+		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
+			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket}},
+		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, Logs: rt, Proxy: px, Gatherer: reg},
+		log.With("component", "api"))
 
 	tcpLn, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -174,6 +191,11 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	go func() { srvErr <- unixSrv.Serve(unixLn) }()
 	log.Info("serving", "version", version, "listen", tcpLn.Addr().String(), "socket", o.Socket,
 		"containerd", cver, "namespace", o.Namespace, "bridge", o.Bridge, "subnet", o.Subnet, "auth", password != "")
+	// Type=notify: systemd counts the unit as started only now. Without
+	// NOTIFY_SOCKET (not under systemd) this does nothing.
+	if _, err := sd.SdNotify(false, sd.SdNotifyReady); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -279,4 +301,7 @@ var (
 	_ proxy.Backends  = (*scale.Controller)(nil)
 	_ api.Functions   = (*scale.Controller)(nil)
 	_ api.Images      = (*runtime.Runtime)(nil)
+	_ api.Logs        = (*runtime.Runtime)(nil)
+	_ api.Secrets     = (*store.Secrets)(nil)
+	_ scale.Secrets   = (*store.Secrets)(nil)
 )

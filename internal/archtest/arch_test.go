@@ -21,6 +21,7 @@ var allowed = map[string][]string{
 	"proxy":    {"function"},
 	"api":      {"function"},
 	"client":   {"api", "function"},
+	"stack":    {"api", "function"},
 }
 
 // foreign lists third-party module prefixes and the only packages that may
@@ -29,7 +30,7 @@ var foreign = map[string][]string{
 	"github.com/spf13/cobra":              {"cmd/ember"},
 	"github.com/containerd/containerd":    {"runtime", "cmd/ember"},
 	"github.com/containernetworking/cni":  {"network", "cmd/ember"},
-	"github.com/julienschmidt/httprouter": {"api", "client", "cmd/ember"},
+	"github.com/julienschmidt/httprouter": {"api", "client", "stack", "cmd/ember"},
 }
 
 type pkg struct {

@@ -1,7 +1,7 @@
 // Package itest is the harness of ember's integration tests and benchmarks:
 // a private containerd per test (own root, state, runc root and socket), an
 // in-process OCI registry on 127.0.0.1, and images built from Go source in
-// this module without Docker. Nothing here touches the host's own
+// this module without Docker (assembled by internal/imagebuild). Nothing here touches the host's own
 // containerd, and everything a helper starts has a Stop or Close that
 // leaves the host as it was, including tasks a failing test left running.
 //

@@ -1,0 +1,112 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// Secret is OpenFaaS's secret shape. Values go in, never out: list
+// answers names only.
+type Secret struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace,omitempty"`
+	Value     string `json:"value,omitempty"`
+	RawValue  []byte `json:"rawValue,omitempty"`
+}
+
+// Secrets stores secret values.
+type Secrets interface {
+	Create(name string, value []byte) error
+	Update(name string, value []byte) error
+	Delete(name string) error
+	Names() ([]string, error)
+}
+
+func (a *API) listSecrets(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	if !validNamespace(w, r.URL.Query().Get("namespace")) {
+		return
+	}
+	names, err := a.secrets.Names()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := make([]Secret, 0, len(names))
+	for _, n := range names {
+		out = append(out, Secret{Name: n, Namespace: function.DefaultNamespace})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) createSecret(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	a.putSecret(w, r, false)
+}
+
+func (a *API) updateSecret(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	a.putSecret(w, r, true)
+}
+
+func (a *API) putSecret(w http.ResponseWriter, r *http.Request, update bool) {
+	var s Secret
+	if !a.decode(w, r, &s) {
+		return
+	}
+	if !validNamespace(w, namespaceOf(s.Namespace, r)) {
+		return
+	}
+	if err := function.ValidateName(s.Name); err != nil {
+		writeError(w, err)
+		return
+	}
+	// faas-cli --from-file sends both; the raw bytes are the truth.
+	value := []byte(s.Value)
+	if len(s.RawValue) > 0 {
+		value = s.RawValue
+	}
+	var err error
+	if update {
+		err = a.secrets.Update(s.Name, value)
+	} else {
+		err = a.secrets.Create(s.Name, value)
+	}
+	if errors.Is(err, function.ErrExists) {
+		http.Error(w, "secret "+s.Name+" already exists", http.StatusConflict)
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if update {
+		w.WriteHeader(http.StatusOK)
+	} else {
+		w.WriteHeader(http.StatusCreated)
+	}
+}
+
+func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	var s Secret
+	if !a.decode(w, r, &s) {
+		return
+	}
+	if !validNamespace(w, namespaceOf(s.Namespace, r)) {
+		return
+	}
+	if err := function.ValidateName(s.Name); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := a.secrets.Delete(s.Name); err != nil {
+		if errors.Is(err, function.ErrNotFound) {
+			http.Error(w, "unable to find secret: "+s.Name, http.StatusNotFound)
+			return
+		}
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}

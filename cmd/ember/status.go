@@ -1,0 +1,125 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/client"
+)
+
+func newStatusCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the daemon: version, uptime, containerd, network, functions and replicas",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sock, _ := cmd.Flags().GetString("socket")
+			fetch := func(ctx context.Context) (api.SystemStatus, error) { return fetchStatus(ctx, sock) }
+			return runStatus(cmd.Context(), fetch, out, cmd.OutOrStdout())
+		},
+	}
+	addOutput(cmd, &out)
+	return cmd
+}
+
+// fetchStatus asks the daemon at addr (a unix socket, or an http URL as
+// for client.New) for GET /system/status.
+//
+// It belongs in package client next to Info; it lives here only until that
+// file can take it.
+func fetchStatus(ctx context.Context, addr string) (api.SystemStatus, error) {
+	var st api.SystemStatus
+	base, hc := addr, &http.Client{}
+	if !strings.HasPrefix(addr, "http://") && !strings.HasPrefix(addr, "https://") {
+		base = "http://ember"
+		hc = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", addr)
+			},
+		}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/system/status", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("ember daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return st, &client.StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("decode status: %w", err)
+	}
+	return st, nil
+}
+
+func runStatus(ctx context.Context, fetch func(context.Context) (api.SystemStatus, error), out string, w io.Writer) error {
+	if err := checkOutput(out); err != nil {
+		return err
+	}
+	st, err := fetch(ctx)
+	if err != nil {
+		return err
+	}
+	if out == "json" {
+		return printJSON(w, st)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	up := time.Duration(st.UptimeSeconds) * time.Second
+	fmt.Fprintf(tw, "Daemon:\t%s (%s), up %s since %s\n", st.Version, st.Commit, up, st.Started.Local().Format(time.RFC3339))
+	ctr := st.Containerd.Version
+	if st.Containerd.Error != "" {
+		ctr = "not answering: " + st.Containerd.Error
+	}
+	fmt.Fprintf(tw, "Containerd:\t%s (%s, namespace %s)\n", ctr, st.Containerd.Socket, st.Containerd.Namespace)
+	fmt.Fprintf(tw, "Network:\tbridge %s, subnet %s\n", st.Bridge, st.Subnet)
+	fmt.Fprintf(tw, "Listening:\t%s, socket %s\n", st.Listen, st.Socket)
+	fmt.Fprintf(tw, "State dir:\t%s\n", st.StateDir)
+	fmt.Fprintf(tw, "Functions:\t%s\n", formatCounts(st.Functions))
+	fmt.Fprintf(tw, "Replicas:\t%s\n", formatCounts(st.Replicas))
+	return tw.Flush()
+}
+
+// stateRank orders states and phases: serving first, then on the way,
+// then resting, then leaving; unknown ones after, alphabetically.
+func stateRank(s string) int {
+	i := slices.Index([]string{api.PhaseActive, "ready", "starting", "unhealthy", "paused", "zero", "stopping", "exited"}, s)
+	if i < 0 {
+		return 1 << 10
+	}
+	return i
+}
+
+// formatCounts renders "3 (2 ready, 1 starting)".
+func formatCounts(c api.Counts) string {
+	if c.Total == 0 {
+		return "0"
+	}
+	states := slices.SortedFunc(maps.Keys(c.ByState), func(a, b string) int {
+		return cmp.Or(cmp.Compare(stateRank(a), stateRank(b)), strings.Compare(a, b))
+	})
+	parts := make([]string, 0, len(states))
+	for _, s := range states {
+		parts = append(parts, fmt.Sprintf("%d %s", c.ByState[s], s))
+	}
+	return fmt.Sprintf("%d (%s)", c.Total, strings.Join(parts, ", "))
+}

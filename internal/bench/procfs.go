@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on every
+// Linux architecture ember runs on.
+const clockTick = 10 * time.Millisecond
+
+// procCPU returns the CPU time pid has used, user and system, including
+// that of its children it has waited for (cutime, cstime): a shim's runc
+// execs count towards the shim.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command (field 2) may hold spaces and ")": split after the last.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime..cstime are fields 14..17.
+	if len(f) < 15 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:15] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick, nil
+}
+
+// procRSS returns pid's resident set size in bytes.
+func procRSS(pid int) (int64, error) {
+	return procKB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+}
+
+// procPSS returns pid's proportional set size in bytes: shared pages (the
+// shim binary's text, shared by every shim) divided among their users.
+func procPSS(pid int) (int64, error) {
+	return procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss")
+}
+
+func procKB(path, key string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || k != key {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse %s: %w", path, err)
+		}
+		return n << 10, nil
+	}
+	return 0, fmt.Errorf("%s: no %s", path, key)
+}
+
+// findProcess returns the PID of the live process whose command line
+// contains every one of args.
+func findProcess(args ...string) (int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		cmd := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if !slices.ContainsFunc(args, func(a string) bool { return !slices.Contains(cmd, a) }) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no process with %q", args)
+}

@@ -1,0 +1,150 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured; it is what BENCH_OUT holds.
+type Report struct {
+	Mode      string           `json:"mode"` // "full" or "short"
+	Started   time.Time        `json:"started"`
+	DurationS float64          `json:"duration_s"`
+	Machine   Machine          `json:"machine"`
+	Gateway   *GatewayResult   `json:"gateway,omitempty"`
+	Wake      *WakeResult      `json:"wake,omitempty"`
+	Deploy    *DeployResult    `json:"deploy,omitempty"`
+	Autoscale *AutoscaleResult `json:"autoscale,omitempty"`
+	Density   *DensityResult   `json:"density,omitempty"`
+	Recovery  *RecoveryResult  `json:"recovery,omitempty"`
+	Table     []Row            `json:"table"`
+	Problems  []string         `json:"problems,omitempty"`
+}
+
+// Row is one line of the table. Reference is what the value is measured
+// against in the same run, and Ratio is value/reference.
+type Row struct {
+	Scenario  string `json:"scenario"`
+	Metric    string `json:"metric"`
+	Value     string `json:"value"`
+	Reference string `json:"reference,omitempty"`
+	Ratio     string `json:"ratio,omitempty"`
+}
+
+// Machine describes the host the numbers come from.
+type Machine struct {
+	CPU         string `json:"cpu"`
+	Cores       int    `json:"cores"`
+	MemoryBytes int64  `json:"memory_bytes"`
+	Kernel      string `json:"kernel"`
+	Containerd  string `json:"containerd"`
+	Runc        string `json:"runc"`
+	Go          string `json:"go"`
+	Ember       string `json:"ember"`
+}
+
+func (m Machine) String() string {
+	return fmt.Sprintf("%s, %d cores, %.1f GiB RAM, Linux %s, containerd %s, runc %s, %s; ember %s",
+		m.CPU, m.Cores, float64(m.MemoryBytes)/(1<<30), m.Kernel, m.Containerd, m.Runc, m.Go, m.Ember)
+}
+
+// describeMachine fills in what the host says about itself; unknown parts
+// stay "?" rather than failing the run.
+func describeMachine(ctx context.Context, root, containerdVersion string) Machine {
+	m := Machine{CPU: "?", Cores: runtime.NumCPU(), Kernel: "?", Containerd: containerdVersion, Runc: "?",
+		Go: runtime.Version(), Ember: "?"}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if kb, err := meminfo("MemTotal"); err == nil {
+		m.MemoryBytes = kb << 10
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.CommandContext(ctx, "runc", "--version").Output(); err == nil {
+		// "runc version 1.1.5+ds1"
+		if f := strings.Fields(strings.SplitN(string(out), "\n", 2)[0]); len(f) >= 3 {
+			m.Runc = f[2]
+		}
+	}
+	git := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty")
+	git.Dir = root
+	if out, err := git.Output(); err == nil {
+		m.Ember = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// meminfo returns a /proc/meminfo field in kB.
+func meminfo(key string) (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		if k == key {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("meminfo: no %s", key)
+}
+
+// WriteMarkdown prints the machine line and the table.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "Machine: %s\n\n", r.Machine)
+	fmt.Fprintf(bw, "Run: %s mode, %s, took %s.\n\n", r.Mode, r.Started.UTC().Format(time.DateTime+" UTC"),
+		time.Duration(r.DurationS*float64(time.Second)).Round(time.Second))
+	fmt.Fprintln(bw, "| scenario | metric | ember | reference | ratio |")
+	fmt.Fprintln(bw, "|---|---|--:|--:|--:|")
+	for _, row := range r.Table {
+		fmt.Fprintf(bw, "| %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric, row.Value,
+			dash(row.Reference), dash(row.Ratio))
+	}
+	if len(r.Problems) > 0 {
+		fmt.Fprintln(bw)
+		for _, p := range r.Problems {
+			fmt.Fprintf(bw, "PROBLEM: %s\n", p)
+		}
+	}
+	return bw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}
+
+// WriteJSON writes the report to path.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,496 @@
+package scale_test
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/emberfaas/ember/function"
+	"github.com/emberfaas/ember/scale"
+)
+
+var (
+	_ scale.Runtime = (*fakeRuntime)(nil)
+	_ scale.Store   = (*fakeStore)(nil)
+)
+
+// fakeRuntime is an in-memory container runtime: replicas are map entries,
+// processes are pids, exits are fired by the test. It starts no goroutines
+// of its own except through context.AfterFunc on contexts the controller
+// cancels, so it is safe inside a synctest bubble (build it there).
+type fakeRuntime struct {
+	mu        sync.Mutex // guards below
+	reps      map[string]*fakeReplica
+	nextIP    int
+	nextPid   uint32
+	newLock   bool              // lock state of newly created replicas
+	failImage map[string]error  // image → EnsureImage error
+	crash     map[string]uint32 // image → exit code: processes exit as soon as waited for
+	logTail   []string
+	pulled    []string
+	created   []createRec
+	restarted []restartRec
+	frozen    []string // cgroups, in order
+	thawed    []string
+	parked    []string
+	unparked  []string
+	removed   []string
+	swept     []string
+	// onRemove runs at the start of Remove, outside mu, so it may call
+	// back into the controller.
+	onRemove func(fn, id string)
+}
+
+type fakeReplica struct {
+	inst    function.Instance
+	image   string
+	lock    bool
+	waiters []*fakeWaiter
+}
+
+type fakeWaiter struct {
+	ch   chan function.Exit
+	done bool
+}
+
+type createRec struct {
+	Function, ID, Hash string
+	At                 time.Time
+}
+
+type restartRec struct {
+	ID string
+	At time.Time
+}
+
+func newFakeRuntime() *fakeRuntime {
+	return &fakeRuntime{
+		reps:      map[string]*fakeReplica{},
+		newLock:   true,
+		failImage: map[string]error{},
+		crash:     map[string]uint32{},
+		logTail:   []string{"fake: last line of output"},
+	}
+}
+
+func (rt *fakeRuntime) EnsureImage(ctx context.Context, ref string) (string, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if err := rt.failImage[ref]; err != nil {
+		return "", fmt.Errorf("pull %s: %w", ref, err)
+	}
+	rt.pulled = append(rt.pulled, ref)
+	return "sha256:" + ref, nil
+}
+
+func (rt *fakeRuntime) Create(ctx context.Context, spec function.Spec, id string) (function.Instance, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if _, ok := rt.reps[id]; ok {
+		return function.Instance{}, fmt.Errorf("container %s exists", id)
+	}
+	rt.nextIP++
+	rt.nextPid++
+	in := function.Instance{
+		ID:       id,
+		Function: spec.Name,
+		Hash:     spec.Hash(),
+		IP:       netip.AddrFrom4([4]byte{10, 0, 0, byte(rt.nextIP)}),
+		Pid:      1000 + rt.nextPid,
+		Status:   function.TaskRunning,
+		Created:  time.Now(),
+		Cgroup:   "/ember/" + id,
+	}
+	rt.reps[id] = &fakeReplica{inst: in, image: spec.Image, lock: rt.newLock}
+	rt.created = append(rt.created, createRec{Function: spec.Name, ID: id, Hash: in.Hash, At: in.Created})
+	return in, nil
+}
+
+func (rt *fakeRuntime) Restart(ctx context.Context, id string) (uint32, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil {
+		return 0, fmt.Errorf("restart %s: %w", id, function.ErrNotFound)
+	}
+	rt.nextPid++
+	r.inst.Pid = 1000 + rt.nextPid
+	r.inst.Status = function.TaskRunning
+	rt.restarted = append(rt.restarted, restartRec{ID: id, At: time.Now()})
+	return r.inst.Pid, nil
+}
+
+// Park stops the process and leaves a created, unstarted task.
+func (rt *fakeRuntime) Park(ctx context.Context, id string, grace time.Duration) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil {
+		return fmt.Errorf("park %s: %w", id, function.ErrNotFound)
+	}
+	r.closeWaiters()
+	r.inst.Status = function.TaskCreated
+	r.inst.Pid = 0
+	rt.parked = append(rt.parked, id)
+	return nil
+}
+
+// Unpark starts a parked replica's task.
+func (rt *fakeRuntime) Unpark(ctx context.Context, id string) (uint32, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil || r.inst.Status != function.TaskCreated {
+		return 0, fmt.Errorf("unpark %s: not parked", id)
+	}
+	rt.nextPid++
+	r.inst.Pid = 1000 + rt.nextPid
+	r.inst.Status = function.TaskRunning
+	rt.unparked = append(rt.unparked, id)
+	return r.inst.Pid, nil
+}
+
+func (rt *fakeRuntime) Freeze(ctx context.Context, cgroup string) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.byCgroup(cgroup)
+	if r == nil || r.inst.Status != function.TaskRunning {
+		return fmt.Errorf("freeze %s: no running task", cgroup)
+	}
+	r.inst.Status = function.TaskPaused
+	rt.frozen = append(rt.frozen, cgroup)
+	return nil
+}
+
+func (rt *fakeRuntime) Thaw(cgroup string) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.byCgroup(cgroup)
+	if r == nil || r.inst.Status != function.TaskPaused {
+		return fmt.Errorf("thaw %s: not frozen", cgroup)
+	}
+	r.inst.Status = function.TaskRunning
+	rt.thawed = append(rt.thawed, cgroup)
+	return nil
+}
+
+func (rt *fakeRuntime) byCgroup(cgroup string) *fakeReplica {
+	for _, r := range rt.reps {
+		if r.inst.Cgroup == cgroup {
+			return r
+		}
+	}
+	return nil
+}
+
+func (rt *fakeRuntime) Wait(ctx context.Context, id string) (<-chan function.Exit, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil {
+		return nil, fmt.Errorf("wait %s: %w", id, function.ErrNotFound)
+	}
+	w := &fakeWaiter{ch: make(chan function.Exit, 1)}
+	if code, ok := rt.crash[r.image]; ok && r.inst.Status == function.TaskRunning {
+		r.inst.Status = function.TaskStopped
+		w.ch <- function.Exit{Code: code, At: time.Now()}
+		close(w.ch)
+		w.done = true
+		return w.ch, nil
+	}
+	r.waiters = append(r.waiters, w)
+	// Like containerd's Wait, the channel ends with the context.
+	context.AfterFunc(ctx, func() {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		if !w.done {
+			w.done = true
+			close(w.ch)
+		}
+	})
+	return w.ch, nil
+}
+
+func (rt *fakeRuntime) Remove(ctx context.Context, fn, id string, grace time.Duration) error {
+	rt.mu.Lock()
+	hook := rt.onRemove
+	rt.mu.Unlock()
+	if hook != nil {
+		hook(fn, id)
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.removed = append(rt.removed, id)
+	if r := rt.reps[id]; r != nil {
+		r.closeWaiters()
+		delete(rt.reps, id)
+	}
+	return nil
+}
+
+func (rt *fakeRuntime) Replicas(ctx context.Context) ([]function.Instance, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var out []function.Instance
+	for _, r := range rt.reps {
+		out = append(out, r.inst)
+	}
+	slices.SortFunc(out, func(a, b function.Instance) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+func (rt *fakeRuntime) Sweep(ctx context.Context, keep func(id string) bool) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(rt.reps)) {
+		if keep(id) {
+			continue
+		}
+		rt.reps[id].closeWaiters()
+		delete(rt.reps, id)
+		rt.swept = append(rt.swept, id)
+	}
+	return nil
+}
+
+func (rt *fakeRuntime) LockVisible(pid uint32) (bool, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, r := range rt.reps {
+		if r.inst.Pid == pid && (r.inst.Status == function.TaskRunning || r.inst.Status == function.TaskPaused) {
+			return r.lock, nil
+		}
+	}
+	return false, fmt.Errorf("pid %d: no such process", pid)
+}
+
+func (rt *fakeRuntime) ProbeLock(ctx context.Context, id string) (bool, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil || r.inst.Status != function.TaskRunning {
+		return false, fmt.Errorf("probe %s: task not running", id)
+	}
+	return r.lock, nil
+}
+
+func (rt *fakeRuntime) LogTail(fn, id string, n int) []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Clone(rt.logTail)
+}
+
+// Usage reports 100 millicores and 10 MiB per known cgroup.
+func (rt *fakeRuntime) Usage(cgroups []string) function.Usage {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var u function.Usage
+	for _, cg := range cgroups {
+		if rt.byCgroup(cg) != nil {
+			u.CPU += 100
+			u.MemoryBytes += 10 << 20
+		}
+	}
+	return u
+}
+
+// dial is the Config.Dial of the tests: it succeeds for running replicas.
+func (rt *fakeRuntime) dial(ctx context.Context, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, r := range rt.reps {
+		if r.inst.IP.String() == host && port == strconv.Itoa(8080) && r.inst.Status == function.TaskRunning {
+			return nil
+		}
+	}
+	return &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+}
+
+func (r *fakeReplica) closeWaiters() {
+	for _, w := range r.waiters {
+		if !w.done {
+			w.done = true
+			close(w.ch)
+		}
+	}
+	r.waiters = nil
+}
+
+// exit ends replica id's process with code, as if it crashed.
+func (rt *fakeRuntime) exit(id string, code uint32) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil {
+		panic("exit: no replica " + id)
+	}
+	r.inst.Status = function.TaskStopped
+	for _, w := range r.waiters {
+		if !w.done {
+			w.done = true
+			w.ch <- function.Exit{Code: code, At: time.Now()}
+			close(w.ch)
+		}
+	}
+	r.waiters = nil
+}
+
+// setLock creates or deletes replica id's /tmp/.lock.
+func (rt *fakeRuntime) setLock(id string, ok bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil {
+		panic("setLock: no replica " + id)
+	}
+	r.lock = ok
+}
+
+func (rt *fakeRuntime) setOnRemove(hook func(fn, id string)) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.onRemove = hook
+}
+
+func (rt *fakeRuntime) setNewLock(ok bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.newLock = ok
+}
+
+// add puts a replica in place as if it had survived a daemon restart.
+func (rt *fakeRuntime) add(in function.Instance) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.reps[in.ID] = &fakeReplica{inst: in, lock: true}
+}
+
+func (rt *fakeRuntime) createdFor(fn string) []createRec {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var out []createRec
+	for _, c := range rt.created {
+		if c.Function == fn {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (rt *fakeRuntime) restarts() []restartRec {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Clone(rt.restarted)
+}
+
+// calls returns what the pause/park verbs were called with.
+func (rt *fakeRuntime) calls() (frozen, thawed, parked, unparked []string) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Clone(rt.frozen), slices.Clone(rt.thawed), slices.Clone(rt.parked), slices.Clone(rt.unparked)
+}
+
+func (rt *fakeRuntime) status(id string) function.TaskStatus {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if r := rt.reps[id]; r != nil {
+		return r.inst.Status
+	}
+	return ""
+}
+
+func (rt *fakeRuntime) removedIDs() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Clone(rt.removed)
+}
+
+func (rt *fakeRuntime) sweptIDs() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Clone(rt.swept)
+}
+
+// live lists the IDs of the replicas that exist, sorted.
+func (rt *fakeRuntime) live() []string {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Sorted(maps.Keys(rt.reps))
+}
+
+// fakeStore is an in-memory scale.Store.
+type fakeStore struct {
+	mu   sync.Mutex // guards below
+	fns  map[string]function.Spec
+	puts int
+}
+
+func newFakeStore(specs ...function.Spec) *fakeStore {
+	s := &fakeStore{fns: map[string]function.Spec{}}
+	for _, sp := range specs {
+		s.fns[sp.Name] = sp.Clone()
+	}
+	return s
+}
+
+func (s *fakeStore) PutFunction(spec function.Spec) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fns[spec.Name] = spec.Clone()
+	s.puts++
+	return nil
+}
+
+func (s *fakeStore) Function(name string) (function.Spec, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sp, ok := s.fns[name]
+	if !ok {
+		return function.Spec{}, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	return sp.Clone(), nil
+}
+
+func (s *fakeStore) Functions() ([]function.Spec, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]function.Spec, 0, len(s.fns))
+	for _, name := range slices.Sorted(maps.Keys(s.fns)) {
+		out = append(out, s.fns[name].Clone())
+	}
+	return out, nil
+}
+
+func (s *fakeStore) DeleteFunction(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.fns[name]; !ok {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	delete(s.fns, name)
+	return nil
+}
+
+func (s *fakeStore) spec(name string) function.Spec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fns[name].Clone()
+}
+
+func (s *fakeStore) names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.fns))
+}
