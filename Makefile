@@ -74,6 +74,9 @@ release:
 	GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ember-linux-arm64 ./cmd/ember
 	GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/ember-linux-armv7 ./cmd/ember
 	cd dist && sha256sum ember-* > SHA256SUMS
+	@# Static or nothing: the binary is also bind-mounted into containers
+	@# as their probe, where no libc may exist.
+	@if command -v file >/dev/null; then file dist/ember-*; ! file dist/ember-* | grep -v 'statically linked'; fi
 
 # Always rebuilt: compiled binaries are cached, and the image is
 # reproducible, so an unchanged source gives the same archive.

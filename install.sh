@@ -53,7 +53,7 @@ EXAMPLE_ARCHIVE=$SRC/examples/hello.tar
 RUNTIME_PKGS="containerd runc containernetworking-plugins iptables"
 INSTALL_PKGS="curl iproute2"
 # The tests also build a busybox-based image from the host's static busybox,
-# and check the unit file with systemd-analyze.
+# check the unit file with systemd-analyze, and run this script.
 TEST_PKGS="busybox-static systemd"
 
 # The daemon reads EMBER_<FLAG> from its environment; the service takes them
@@ -70,7 +70,7 @@ if [ -r "$DEFAULTS" ]; then
 fi
 STATE_DIR=${EMBER_STATE_DIR:-/var/lib/ember}
 RUN_DIR=${EMBER_RUN_DIR:-/run/ember}
-SOCKET=${EMBER_SOCKET:-$RUN_DIR/ember.sock}
+SOCKET=${EMBER_SOCKET:-/run/ember/ember.sock}
 LISTEN=${EMBER_LISTEN:-0.0.0.0:8080}
 NAMESPACE=${EMBER_NAMESPACE:-ember}
 BRIDGE=${EMBER_BRIDGE:-ember0}
@@ -350,6 +350,11 @@ start_services() {
 		say "restarting ember (upgraded)"
 		stop_pid "$pid" "ember daemon"
 		pid=""
+	elif [ -n "$pid" ] && [ -n "$(find "$DEFAULTS" -newer "$PIDFILE" 2>/dev/null)" ]; then
+		# The pid file was written when the daemon started.
+		say "restarting ember ($DEFAULTS changed)"
+		stop_pid "$pid" "ember daemon"
+		pid=""
 	fi
 	if [ -z "$pid" ]; then
 		other=$(daemons)
@@ -377,6 +382,8 @@ $out"
 	answer=$(curl -fsS --max-time 30 "$GATEWAY/function/$EXAMPLE/install-check") ||
 		die "the example function does not answer at $GATEWAY/function/$EXAMPLE; see ember describe $EXAMPLE"
 	printf '%s\n' "$answer" | sed 's/^/    /'
+	example_line="  Call the example:   curl $GATEWAY/function/$EXAMPLE/some/path
+"
 }
 
 do_install() {
@@ -397,6 +404,7 @@ do_install() {
 	start_services
 	wait_healthy
 	say "ember answers on $GATEWAY"
+	example_line=""
 	if [ "$example" = 1 ]; then
 		deploy_example
 	fi
@@ -405,8 +413,7 @@ do_install() {
 	cat <<EOF
 
 ember is running.
-  Call the example:   curl $GATEWAY/function/$EXAMPLE/some/path
-  Deploy your own:    ember deploy NAME --image IMAGE   (or: ember import image.tar)
+${example_line}  Deploy your own:    ember deploy NAME --image IMAGE   (or: ember import image.tar)
   Daemon status:      ember status
   Daemon logs:        $logs
   HTTP API password:  user admin, password in $STATE_DIR/basic-auth-password
@@ -577,7 +584,7 @@ done
 [ "$purge" = 0 ] || [ "$mode" = uninstall ] || die "--purge goes with --uninstall"
 
 case "$mode" in
-test-deps) install_packages "$RUNTIME_PKGS $TEST_PKGS" ;;
+test-deps) install_packages "$RUNTIME_PKGS $INSTALL_PKGS $TEST_PKGS" ;;
 uninstall) do_uninstall ;;
 install) do_install ;;
 esac
