@@ -47,6 +47,15 @@ type fakeRuntime struct {
 	// onRemove runs at the start of Remove, outside mu, so it may call
 	// back into the controller.
 	onRemove func(fn, id string)
+	// journal records calls by verb and function, for tests that count
+	// what an idle function costs.
+	journal []fakeCall
+}
+
+// fakeCall is one call the controller made to the runtime.
+type fakeCall struct {
+	Op, Function string
+	At           time.Time
 }
 
 type fakeReplica struct {
@@ -111,6 +120,7 @@ func (rt *fakeRuntime) Create(ctx context.Context, spec function.Spec, id string
 	}
 	rt.reps[id] = &fakeReplica{inst: in, image: spec.Image, lock: rt.newLock}
 	rt.created = append(rt.created, createRec{Function: spec.Name, ID: id, Hash: in.Hash, At: in.Created})
+	rt.note("Create", spec.Name)
 	return in, nil
 }
 
@@ -140,6 +150,7 @@ func (rt *fakeRuntime) Park(ctx context.Context, id string, grace time.Duration)
 	r.inst.Status = function.TaskCreated
 	r.inst.Pid = 0
 	rt.parked = append(rt.parked, id)
+	rt.note("Park", r.inst.Function)
 	return nil
 }
 
@@ -155,6 +166,7 @@ func (rt *fakeRuntime) Unpark(ctx context.Context, id string) (uint32, error) {
 	r.inst.Pid = 1000 + rt.nextPid
 	r.inst.Status = function.TaskRunning
 	rt.unparked = append(rt.unparked, id)
+	rt.note("Unpark", r.inst.Function)
 	return r.inst.Pid, nil
 }
 
@@ -162,6 +174,7 @@ func (rt *fakeRuntime) Freeze(ctx context.Context, cgroup string) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	r := rt.byCgroup(cgroup)
+	rt.note("Freeze", r.function())
 	if r == nil || r.inst.Status != function.TaskRunning {
 		return fmt.Errorf("freeze %s: no running task", cgroup)
 	}
@@ -174,6 +187,7 @@ func (rt *fakeRuntime) Thaw(cgroup string) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	r := rt.byCgroup(cgroup)
+	rt.note("Thaw", r.function())
 	if r == nil || r.inst.Status != function.TaskPaused {
 		return fmt.Errorf("thaw %s: not frozen", cgroup)
 	}
@@ -195,6 +209,7 @@ func (rt *fakeRuntime) Wait(ctx context.Context, id string) (<-chan function.Exi
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	r := rt.reps[id]
+	rt.note("Wait", r.function())
 	if r == nil {
 		return nil, fmt.Errorf("wait %s: %w", id, function.ErrNotFound)
 	}
@@ -266,9 +281,11 @@ func (rt *fakeRuntime) LockVisible(pid uint32) (bool, error) {
 	defer rt.mu.Unlock()
 	for _, r := range rt.reps {
 		if r.inst.Pid == pid && (r.inst.Status == function.TaskRunning || r.inst.Status == function.TaskPaused) {
+			rt.note("LockVisible", r.function())
 			return r.lock, nil
 		}
 	}
+	rt.note("LockVisible", "")
 	return false, fmt.Errorf("pid %d: no such process", pid)
 }
 
@@ -276,6 +293,7 @@ func (rt *fakeRuntime) ProbeLock(ctx context.Context, id string) (bool, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	r := rt.reps[id]
+	rt.note("ProbeLock", r.function())
 	if r == nil || r.inst.Status != function.TaskRunning {
 		return false, fmt.Errorf("probe %s: task not running", id)
 	}
@@ -311,11 +329,56 @@ func (rt *fakeRuntime) dial(ctx context.Context, addr string) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	for _, r := range rt.reps {
+		if r.inst.IP.String() == host {
+			rt.note("Dial", r.function())
+			break
+		}
+	}
+	for _, r := range rt.reps {
 		if r.inst.IP.String() == host && port == strconv.Itoa(8080) && r.inst.Status == function.TaskRunning {
 			return nil
 		}
 	}
 	return &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+}
+
+// note records a call. Called with rt.mu held.
+func (rt *fakeRuntime) note(op, fn string) {
+	rt.journal = append(rt.journal, fakeCall{Op: op, Function: fn, At: time.Now()})
+}
+
+// count returns how many op calls were made for function fn ("" counts
+// every function's).
+func (rt *fakeRuntime) count(op, fn string) int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	n := 0
+	for _, c := range rt.journal {
+		if c.Op == op && (fn == "" || c.Function == fn) {
+			n++
+		}
+	}
+	return n
+}
+
+// last returns when the latest op call for function fn was made.
+func (rt *fakeRuntime) last(op, fn string) time.Time {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, c := range slices.Backward(rt.journal) {
+		if c.Op == op && c.Function == fn {
+			return c.At
+		}
+	}
+	return time.Time{}
+}
+
+// function is the function a replica belongs to; "" for none.
+func (r *fakeReplica) function() string {
+	if r == nil {
+		return ""
+	}
+	return r.inst.Function
 }
 
 func (r *fakeReplica) closeWaiters() {

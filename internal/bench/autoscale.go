@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emberfaas/ember/api"
@@ -23,8 +24,10 @@ type AutoscaleResult struct {
 	// replica desired; ToAllReady until Want replicas are ready.
 	ToDecision Dist `json:"to_decision"`
 	AllReady   Dist `json:"to_all_ready"`
-	// MostDesired is the highest desired count seen during any step.
+	// MostDesired is the highest desired count seen during any step;
+	// Paths are the desired counts each step went through, as "1→3→5".
 	MostDesired int      `json:"most_desired"`
+	Paths       []string `json:"paths"`
 	Requests    int      `json:"requests"`
 	Failed      int      `json:"failed"`
 	Errors      []string `json:"errors,omitempty"`
@@ -61,15 +64,20 @@ func (b *bench) runAutoscale(ctx context.Context, rep *Report) error {
 		start := time.Now()
 		go func() { done <- closedLoop(ctx, c, url, res.Workers, stop, false) }()
 		var decided time.Duration
+		path := []int{1}
 		_, werr := d.waitFor(ctx, "auto", time.Minute, 20*time.Millisecond, fmt.Sprintf("at %d ready replicas", res.Want),
 			func(f api.FunctionStatus) bool {
 				res.MostDesired = max(res.MostDesired, int(f.Replicas))
+				if n := int(f.Replicas); n != path[len(path)-1] {
+					path = append(path, n)
+				}
 				if decided == 0 && f.Replicas > 1 {
 					decided = time.Since(start)
 				}
 				return int(f.Replicas) >= res.Want && countState(f, function.StateReady) >= res.Want
 			})
 		took := time.Since(start)
+		res.Paths = append(res.Paths, joinInts(path, "→"))
 		// Keep the load on a moment longer: requests that meet the new
 		// replicas just after they joined count too.
 		select {
@@ -96,12 +104,21 @@ func (b *bench) runAutoscale(ctx context.Context, rep *Report) error {
 	return nil
 }
 
+func joinInts(ns []int, sep string) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, sep)
+}
+
 func (r *AutoscaleResult) rows() []Row {
 	const s = "4 autoscaling"
 	step := fmt.Sprintf("idle → %d× target (target %d, %d workers × /_/sleep?ms=%d)", r.Workers/max(r.Target, 1), r.Target, r.Workers, r.SleepMs)
 	return []Row{
 		{s, step + ": until scale-up decided, p50", fmtMs(r.ToDecision.P50Ms), "", ""},
 		{s, fmt.Sprintf("until %d replicas ready, p50 / max (n=%d)", r.Want, r.AllReady.N), fmtMs(r.AllReady.P50Ms) + " / " + fmtMs(r.AllReady.MaxMs), "", ""},
+		{s, "desired replicas during each step", strings.Join(r.Paths, ", "), "", ""},
 		{s, "failed requests during the steps", fmt.Sprintf("%d of %d", r.Failed, r.Requests), "", ""},
 	}
 }

@@ -28,17 +28,22 @@ type sizes struct {
 	wakes         int // per kind
 	deploys       int // per kind
 	autoSteps     int
-	density       int           // functions
-	settle        time.Duration // after the last deploy, before measuring rest
-	rest          time.Duration
-	recovery      int // functions
+	density       int // functions
+	// settle is the time from the last deploy to the rest window. In full
+	// mode it lets the autoscaler's watch after a deploy end (3s load
+	// window + 60s down window) and the first periodic exec probes come
+	// due (a minute after a replica's start-up probe), so the window sees
+	// the steady state.
+	settle   time.Duration
+	rest     time.Duration
+	recovery int // functions
 }
 
 var (
 	full = sizes{
 		gatewayRounds: 5, round: time.Second, warmup: time.Second,
 		wakes: 20, deploys: 10, autoSteps: 3,
-		density: 50, settle: 5 * time.Second, rest: 60 * time.Second,
+		density: 50, settle: 65 * time.Second, rest: 60 * time.Second,
 		recovery: 20,
 	}
 	short = sizes{

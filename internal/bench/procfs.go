@@ -15,32 +15,38 @@ import (
 const clockTick = 10 * time.Millisecond
 
 // procCPU returns the CPU time pid has used, user and system, including
-// that of its children it has waited for (cutime, cstime): a shim's runc
-// execs count towards the shim.
+// that of its children it has waited for: a shim's runc execs count
+// towards the shim.
 func procCPU(pid int) (time.Duration, error) {
+	self, children, err := procTimes(pid)
+	return self + children, err
+}
+
+// procTimes returns pid's own CPU time (utime + stime) and that of its
+// children it has waited for (cutime + cstime).
+func procTimes(pid int) (self, children time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command (field 2) may hold spaces and ")": split after the last.
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); utime..cstime are fields 14..17.
+	// f[0] is field 3 (state); utime, stime, cutime, cstime are fields
+	// 14 to 17.
 	if len(f) < 15 {
-		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
-	var ticks int64
-	for _, s := range f[11:15] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	var ticks [4]int64
+	for j, s := range f[11:15] {
+		if ticks[j], err = strconv.ParseInt(s, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 		}
-		ticks += n
 	}
-	return time.Duration(ticks) * clockTick, nil
+	return time.Duration(ticks[0]+ticks[1]) * clockTick, time.Duration(ticks[2]+ticks[3]) * clockTick, nil
 }
 
 // procRSS returns pid's resident set size in bytes.
