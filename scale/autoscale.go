@@ -32,6 +32,10 @@ type sample struct {
 	value float64 // in flight (capacity) or request count (rps)
 }
 
+// memCheckEvery is how often host memory is read: while a function is
+// paused, the autoscaler wakes this often, so low memory parks it early.
+const memCheckEvery = 5 * time.Second
+
 // autoLoop runs until ctx ends.
 func (c *Controller) autoLoop(ctx context.Context) {
 	timer := time.NewTimer(c.cfg.AutoscaleInterval)
@@ -52,7 +56,7 @@ func (c *Controller) autoLoop(ctx context.Context) {
 		}
 		now := time.Now()
 		memLow := false
-		if now.Sub(lastMemCheck) >= 5*time.Second {
+		if now.Sub(lastMemCheck) >= memCheckEvery {
 			lastMemCheck = now
 			memLow = c.cfg.MemoryLow()
 		}
@@ -104,6 +108,10 @@ func (c *Controller) autoStep(ctx context.Context, f *fn, now time.Time, memLow 
 			f.send(ctx, func() { f.goToZero(ctx) })
 			return time.Time{}
 		}
+		// Memory can run low while nothing else wakes the autoscaler.
+		if check := now.Add(memCheckEvery); check.Before(deadline) {
+			return check
+		}
 		return deadline
 	case ph == phaseZero:
 		st.samples, st.recs = st.samples[:0], st.recs[:0]
@@ -153,17 +161,20 @@ func (c *Controller) recommend(st *autoState, spec function.Spec, now time.Time,
 	st.samples = trim(st.samples, now.Add(-c.cfg.LoadWindow))
 	var per float64
 	if spec.ScaleType() == function.ScaleRPS {
-		first := st.samples[0]
-		if el := now.Sub(first.at).Seconds(); el > 0 {
-			per = (v - first.value) / el
-		}
+		// Per second over the whole window, as capacity is averaged: over
+		// the first 250ms of traffic one request more reads as 4 rps more,
+		// and the scale-up it causes is held for the down window. Before
+		// the first sample there was no traffic (samples start when the
+		// function turns busy).
+		per = (v - st.samples[0].value) / c.cfg.LoadWindow.Seconds()
 	} else {
 		for _, s := range st.samples {
 			per += s.value
 		}
 		per /= float64(len(st.samples))
-		// A burst that just arrived must not be averaged away.
-		per = max(per, float64(load)/2)
+		// Up at once: the load now must not be averaged away. The down
+		// window keeps a dip from undoing it.
+		per = max(per, float64(load))
 	}
 	rec := int(math.Ceil(per/float64(spec.ScaleTarget()) - 1e-9))
 	rec = min(max(rec, minR), maxR)

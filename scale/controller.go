@@ -148,6 +148,8 @@ type Controller struct {
 	// autoCold is set while the autoscaler sleeps; Acquire then kicks it.
 	autoCold atomic.Bool
 	autoKick chan struct{}
+	// probeWake restarts the sleeping probe loop when a replica is ready.
+	probeWake chan struct{}
 
 	// fns is replaced, never mutated, so Acquire reads it without a lock.
 	fns atomic.Pointer[map[string]*fn]
@@ -162,7 +164,7 @@ type Controller struct {
 // registered on reg (nil: not registered).
 func New(cfg Config, rt Runtime, st Store, log *slog.Logger, reg prometheus.Registerer) *Controller {
 	cfg.setDefaults()
-	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1)}
+	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1), probeWake: make(chan struct{}, 1)}
 	c.fns.Store(&map[string]*fn{})
 	if reg != nil {
 		reg.MustRegister(newServiceCount(c))
@@ -248,7 +250,19 @@ func (c *Controller) probeLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		f, id := c.nextProbe()
+		f, id, anyReady := c.nextProbe()
+		if !anyReady {
+			// Nothing runs: sleep until a replica becomes ready, so an
+			// idle host costs no CPU.
+			t.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.probeWake:
+			}
+			t.Reset(c.cfg.ProbeSpacing)
+			continue
+		}
 		if f == nil {
 			continue
 		}
@@ -258,8 +272,9 @@ func (c *Controller) probeLoop(ctx context.Context) {
 }
 
 // nextProbe picks the ready replica whose last exec probe is oldest and
-// older than ProbeEvery, and marks it probed.
-func (c *Controller) nextProbe() (*fn, string) {
+// older than ProbeEvery, and marks it probed. anyReady reports whether any
+// replica is ready at all.
+func (c *Controller) nextProbe() (_ *fn, _ string, anyReady bool) {
 	var (
 		bestF *fn
 		best  *replica
@@ -268,19 +283,23 @@ func (c *Controller) nextProbe() (*fn, string) {
 	for _, f := range *c.fns.Load() {
 		f.mu.Lock()
 		for _, r := range f.replicas {
-			if r.state == function.StateReady && r.lastProbe.Before(cutoff) && (best == nil || r.lastProbe.Before(best.lastProbe)) {
+			if r.state != function.StateReady {
+				continue
+			}
+			anyReady = true
+			if r.lastProbe.Before(cutoff) && (best == nil || r.lastProbe.Before(best.lastProbe)) {
 				bestF, best = f, r
 			}
 		}
 		f.mu.Unlock()
 	}
 	if best == nil {
-		return nil, ""
+		return nil, "", anyReady
 	}
 	bestF.mu.Lock()
 	best.lastProbe = time.Now()
 	bestF.mu.Unlock()
-	return bestF, best.id
+	return bestF, best.id, true
 }
 
 func (c *Controller) startLoop(f *fn) {
@@ -497,6 +516,13 @@ func (c *Controller) WaitReady(ctx context.Context, name string) error {
 			return fmt.Errorf("%s not ready: %s", name, why)
 		case <-t.C:
 		}
+	}
+}
+
+func (c *Controller) wakeProber() {
+	select {
+	case c.probeWake <- struct{}{}:
+	default:
 	}
 }
 

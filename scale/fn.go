@@ -553,6 +553,7 @@ func (f *fn) becameReady(id string, probed bool) {
 	}
 	r.closed.Store(false)
 	f.c.metrics.ready(f, r, now)
+	f.c.wakeProber()
 	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", now.Sub(r.started).Round(time.Millisecond))
 	f.publish()
 }

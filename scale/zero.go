@@ -81,6 +81,9 @@ func (f *fn) goToZero(ctx context.Context) {
 		return
 	}
 	f.phase = phaseZero
+	// The count it had before it went idle is history: a wake starts the
+	// parked replica (or min), and the autoscaler goes on from there.
+	f.desired = 0
 	var keep *replica
 	for _, r := range f.replicas {
 		if r.state == function.StateStopping {
@@ -163,12 +166,18 @@ func (f *fn) wake(ctx context.Context) {
 		}
 		f.phase = phaseActive
 		f.publish()
+		// The autoscaler may have looked while it was paused and gone to
+		// sleep until its delete-after: now it must time idleness again.
+		f.c.kickAutoscaler()
+		f.c.wakeProber()
 		f.c.metrics.coldStart(f, "paused", time.Since(start))
 		f.c.log.Info("resumed", "fn", f.name, "took", time.Since(start).Round(time.Microsecond))
 	case phaseZero:
 		f.phase = phaseActive
 		f.desired = max(f.desired, 1, f.spec.MinReplicas())
 		f.wakeAt = time.Now()
+		// As above: an autoscaler that saw it parked sleeps until kicked.
+		f.c.kickAutoscaler()
 		for _, r := range f.replicas {
 			if r.state == function.StateZero {
 				r.state = function.StateStarting
