@@ -88,9 +88,24 @@ func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
 	}
 }
 
-// LogTail returns up to n last lines of a replica's output.
+// LogTail returns up to n last lines of a replica's output: from the raw
+// file the shim writes, or, when the collector has just emptied it, from
+// the stamped log.
 func (r *Runtime) LogTail(fn, id string, n int) []string {
-	f, err := os.Open(r.LogPath(fn, id))
+	if lines := tailFile(r.LogPath(fn, id), n); len(lines) > 0 {
+		return lines
+	}
+	lines := tailFile(strings.TrimSuffix(r.LogPath(fn, id), rawSuffix)+logSuffix, n)
+	for i, l := range lines {
+		if _, text, ok := strings.Cut(l, " "); ok {
+			lines[i] = text
+		}
+	}
+	return lines
+}
+
+func tailFile(path string, n int) []string {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil
 	}

@@ -73,7 +73,7 @@ func (b *bench) logf(format string, args ...any) {
 // clean-up failed; the table is written in any case.
 func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 	b := &bench{cfg: cfg, sz: full, log: log, start: time.Now()}
-	rep := &Report{Mode: "full", Started: b.start}
+	rep := &Report{Mode: "full", Started: b.start, LoadStart: loadavg()}
 	if cfg.Short {
 		b.sz, rep.Mode = short, "short"
 	}
@@ -131,6 +131,7 @@ func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 	}
 	rep.Table = rep.rows()
 	rep.DurationS = time.Since(b.start).Seconds()
+	rep.LoadEnd = loadavg()
 	if err := rep.WriteMarkdown(out); err != nil {
 		return err
 	}

@@ -16,10 +16,14 @@ import (
 
 // Report is everything one run measured; it is what BENCH_OUT holds.
 type Report struct {
-	Mode      string           `json:"mode"` // "full" or "short"
-	Started   time.Time        `json:"started"`
-	DurationS float64          `json:"duration_s"`
-	Machine   Machine          `json:"machine"`
+	Mode      string    `json:"mode"` // "full" or "short"
+	Started   time.Time `json:"started"`
+	DurationS float64   `json:"duration_s"`
+	Machine   Machine   `json:"machine"`
+	// Load averages (1 min) from /proc/loadavg at the start and the end:
+	// other work on the host shows here.
+	LoadStart float64          `json:"loadavg_start"`
+	LoadEnd   float64          `json:"loadavg_end"`
 	Gateway   *GatewayResult   `json:"gateway,omitempty"`
 	Wake      *WakeResult      `json:"wake,omitempty"`
 	Deploy    *DeployResult    `json:"deploy,omitempty"`
@@ -92,6 +96,20 @@ func describeMachine(ctx context.Context, root, containerdVersion string) Machin
 	return m
 }
 
+// loadavg returns the 1-minute load average, or 0.
+func loadavg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
+
 // meminfo returns a /proc/meminfo field in kB.
 func meminfo(key string) (int64, error) {
 	f, err := os.Open("/proc/meminfo")
@@ -113,8 +131,9 @@ func meminfo(key string) (int64, error) {
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "Machine: %s\n\n", r.Machine)
-	fmt.Fprintf(bw, "Run: %s mode, %s, took %s.\n\n", r.Mode, r.Started.UTC().Format(time.DateTime+" UTC"),
-		time.Duration(r.DurationS*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(bw, "Run: %s mode, %s, took %s; load average %.2f at the start, %.2f at the end.\n\n",
+		r.Mode, r.Started.UTC().Format(time.DateTime+" UTC"),
+		time.Duration(r.DurationS*float64(time.Second)).Round(time.Second), r.LoadStart, r.LoadEnd)
 	fmt.Fprintln(bw, "| scenario | metric | ember | reference | ratio |")
 	fmt.Fprintln(bw, "|---|---|--:|--:|--:|")
 	for _, row := range r.Table {
