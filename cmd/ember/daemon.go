@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/user"
@@ -51,6 +52,7 @@ type daemonOptions struct {
 	LogMaxSize         int64
 	LogMaxFiles        int
 	LogLevel           string
+	Pprof              string
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -83,6 +85,7 @@ func newDaemonCmd() *cobra.Command {
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
 	f.Int64Var(&o.LogMaxSize, "log-max-size", 10<<20, "bytes at which a replica's log rotates")
 	f.IntVar(&o.LogMaxFiles, "log-max-files", 2, "log files kept per replica, the current one included")
+	f.StringVar(&o.Pprof, "pprof", "", "serve Go's profiler on this address, such as 127.0.0.1:6060 (off by default)")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -169,6 +172,14 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, Logs: rt, Proxy: px, Gatherer: reg},
 		log.With("component", "api"))
 
+	if o.Pprof != "" {
+		// For finding where time goes under load; never on by default.
+		go func() {
+			if err := http.ListenAndServe(o.Pprof, pprofMux()); err != nil {
+				log.Error("pprof", "err", err)
+			}
+		}()
+	}
 	tcpLn, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.Listen, err)
@@ -305,3 +316,12 @@ var (
 	_ api.Secrets     = (*store.Secrets)(nil)
 	_ scale.Secrets   = (*store.Secrets)(nil)
 )
+
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
