@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -329,7 +330,7 @@ func (d *daemon) teardown() {
 		}
 		cl.Close()
 	}
-	n, err := network.New(d.netConfig(), nil)
+	n, err := network.New(d.netConfig(), slog.New(slog.DiscardHandler))
 	if err == nil {
 		if err := n.Teardown(ctx); err != nil {
 			t.Errorf("network teardown: %v", err)
