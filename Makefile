@@ -53,7 +53,7 @@ integration:
 # The README's test command: everything a fresh Debian 12 machine needs, then
 # every test. Integration tests fail (never skip) here when the host lacks
 # what they need.
-test: deps unit integration bench-short
+test: deps unit bench-short integration
 
 BENCH_OUT ?=
 BENCH_SHORT ?=
