@@ -66,33 +66,46 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	contentType := ""
+	if _, isReader := in.(io.Reader); in != nil && !isReader {
+		contentType = "application/json"
+	}
+	resp, err := c.send(ctx, method, path, contentType, body)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		if _, ok := in.(io.Reader); !ok {
-			req.Header.Set("Content-Type", "application/json")
-		}
-	}
-	if c.pass != "" {
-		req.SetBasicAuth(c.user, c.pass)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("ember daemon: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return &StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
-	}
 	if out != nil {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			return fmt.Errorf("decode %s %s: %w", method, path, err)
 		}
 	}
 	return nil
+}
+
+// send makes one API request and turns a non-2xx answer into a
+// StatusError; the caller closes the body of a successful response.
+func (c *Client) send(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.pass != "" {
+		req.SetBasicAuth(c.user, c.pass)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ember daemon: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return nil, &StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
+	}
+	return resp, nil
 }
 
 // Deploy creates or updates a function. With wait > 0 it returns once a
@@ -207,22 +220,11 @@ func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(a
 	if o.Instance != "" {
 		q.Set("instance", o.Instance)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/system/logs?"+q.Encode(), nil)
+	resp, err := c.send(ctx, http.MethodGet, "/system/logs?"+q.Encode(), "", nil)
 	if err != nil {
 		return err
 	}
-	if c.pass != "" {
-		req.SetBasicAuth(c.user, c.pass)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("ember daemon: %w", err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return &StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
-	}
 	dec := json.NewDecoder(resp.Body)
 	for dec.More() {
 		var m api.LogMessage
@@ -237,4 +239,12 @@ func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(a
 		}
 	}
 	return nil
+}
+
+// Status describes the daemon: version, uptime, containerd, network and
+// the functions and replicas by state.
+func (c *Client) Status(ctx context.Context) (api.SystemStatus, error) {
+	var out api.SystemStatus
+	err := c.do(ctx, http.MethodGet, "/system/status", nil, &out)
+	return out, err
 }

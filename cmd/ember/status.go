@@ -3,12 +3,9 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -17,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emberfaas/ember/api"
-	"github.com/emberfaas/ember/client"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -27,49 +23,11 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show the daemon: version, uptime, containerd, network, functions and replicas",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sock, _ := cmd.Flags().GetString("socket")
-			fetch := func(ctx context.Context) (api.SystemStatus, error) { return fetchStatus(ctx, sock) }
-			return runStatus(cmd.Context(), fetch, out, cmd.OutOrStdout())
+			return runStatus(cmd.Context(), clientFor(cmd).Status, out, cmd.OutOrStdout())
 		},
 	}
 	addOutput(cmd, &out)
 	return cmd
-}
-
-// fetchStatus asks the daemon at addr (a unix socket, or an http URL as
-// for client.New) for GET /system/status.
-//
-// It belongs in package client next to Info; it lives here only until that
-// file can take it.
-func fetchStatus(ctx context.Context, addr string) (api.SystemStatus, error) {
-	var st api.SystemStatus
-	base, hc := addr, &http.Client{}
-	if !strings.HasPrefix(addr, "http://") && !strings.HasPrefix(addr, "https://") {
-		base = "http://ember"
-		hc = &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", addr)
-			},
-		}}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/system/status", nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("ember daemon: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return st, &client.StatusError{Code: resp.StatusCode, Message: strings.TrimSpace(string(msg))}
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return st, fmt.Errorf("decode status: %w", err)
-	}
-	return st, nil
 }
 
 func runStatus(ctx context.Context, fetch func(context.Context) (api.SystemStatus, error), out string, w io.Writer) error {

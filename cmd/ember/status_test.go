@@ -96,7 +96,7 @@ func TestStatusOverSocket(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 
 	var buf bytes.Buffer
-	fetch := func(ctx context.Context) (api.SystemStatus, error) { return fetchStatus(ctx, sock) }
+	fetch := client.New(sock).Status
 	if err := runStatus(t.Context(), fetch, "json", &buf); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestStatusOverSocket(t *testing.T) {
 	if err := runStatus(t.Context(), fetch, "yaml", &buf); err == nil {
 		t.Error("-o yaml: no error")
 	}
-	_, err = fetchStatus(t.Context(), filepath.Join(t.TempDir(), "none.sock"))
+	_, err = client.New(filepath.Join(t.TempDir(), "none.sock")).Status(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "ember daemon:") {
 		t.Errorf("no daemon: err %v, want one naming the daemon", err)
 	}
@@ -128,7 +128,7 @@ func TestStatusOldDaemon(t *testing.T) {
 	srv := &http.Server{Handler: http.NotFoundHandler()}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	_, err = fetchStatus(t.Context(), sock)
+	_, err = client.New(sock).Status(t.Context())
 	var se *client.StatusError
 	if !errors.As(err, &se) || se.Code != http.StatusNotFound {
 		t.Errorf("err %v, want a StatusError with 404", err)
