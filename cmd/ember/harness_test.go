@@ -337,6 +337,13 @@ func (d *daemon) teardown() {
 		}
 	}
 	os.RemoveAll(d.dir)
+	// runc leaves the namespace's parent cgroup (/<namespace>) behind,
+	// empty, in every hierarchy.
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + d.ns)
+	dirs2, _ := filepath.Glob("/sys/fs/cgroup/" + d.ns)
+	for _, dir := range append(dirs, dirs2...) {
+		os.Remove(dir)
+	}
 }
 
 func (d *daemon) netConfig() network.Config {
