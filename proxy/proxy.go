@@ -265,17 +265,29 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	c := r.Context().Value(callKey{}).(*call)
+	if r.Context().Err() != nil {
+		return
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		// Nothing was sent: the caller retries on another replica.
 		c.dialErr = err
 		return
 	}
-	if r.Context().Err() != nil {
+	if c.body == nil && idempotent(r.Method) {
+		// The replica failed before answering (its process died with the
+		// request on the wire, say). Nothing reached the caller yet, and a
+		// bodiless GET, HEAD or OPTIONS may be sent again, as other
+		// gateways' "next upstream" does.
+		c.dialErr = err
 		return
 	}
 	p.log.Warn("upstream error", "path", r.URL.Path, "addr", c.lease.Addr(), "err", err)
 	w.WriteHeader(http.StatusBadGateway)
+}
+
+func idempotent(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
 // statusWriter records the status code for the metrics. Unwrap lets

@@ -61,3 +61,39 @@ func TestUpgradePassesThrough(t *testing.T) {
 		t.Errorf("echo over the upgraded connection: %q, %v", got, err)
 	}
 }
+
+// TestRetryIdempotentAfterReset: a replica that drops the connection
+// before answering (its process died) gets a bodiless GET retried on
+// another replica; a POST is not retried.
+func TestRetryIdempotentAfterReset(t *testing.T) {
+	_, dead := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	_, alive := upstream(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "alive") })
+	b := newFakeBackends()
+	b.set("f", dead, alive)
+	srv := front(t, b)
+
+	resp, err := http.Get(srv.URL + "/function/f/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "alive" {
+		t.Errorf("GET: %d %q, want 200 from the other replica", resp.StatusCode, body)
+	}
+
+	b.set("g", dead, alive)
+	resp, err = http.Post(srv.URL+"/function/g/", "text/plain", strings.NewReader("once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("POST: %d, want 502 (not retried)", resp.StatusCode)
+	}
+}
