@@ -21,9 +21,16 @@ import (
 // Each command turns its flags into an options struct and calls a function
 // that takes a client and writers, so the logic is testable without cobra.
 
+// clientFor returns a client for --socket: the unix socket, or a daemon's
+// http:// URL, for which the password comes from EMBER_PASSWORD (never a
+// flag: flags show in ps).
 func clientFor(cmd *cobra.Command) *client.Client {
 	sock, _ := cmd.Flags().GetString("socket")
-	return client.New(sock)
+	c := client.New(sock)
+	if pw := os.Getenv("EMBER_PASSWORD"); pw != "" && strings.Contains(sock, "://") {
+		c.WithBasicAuth("admin", pw)
+	}
+	return c
 }
 
 func addOutput(cmd *cobra.Command, out *string) {

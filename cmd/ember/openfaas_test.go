@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -124,6 +125,19 @@ func TestOpenFaaSContract(t *testing.T) {
 	anon.expect("GET", "/function/nothing", nil, 404)
 	if r := f.expect("GET", "/system/functions", nil, 200); strings.TrimSpace(r.body) != "[]" {
 		t.Errorf("empty list is %q, want []", r.body)
+	}
+
+	// ember's CLI over TCP: the password from EMBER_PASSWORD.
+	for _, tc := range []struct {
+		pw   string
+		fail bool
+	}{{strings.TrimSpace(string(pw)), false}, {"", true}} {
+		cmd := exec.Command(e.bin, "list")
+		cmd.Env = append(os.Environ(), "EMBER_SOCKET=http://"+d.listen, "EMBER_PASSWORD="+tc.pw)
+		out, err := cmd.CombinedOutput()
+		if (err != nil) != tc.fail || (tc.fail && !strings.Contains(string(out), "invalid credentials")) {
+			t.Errorf("ember list over TCP (password set: %v): %v %s", tc.pw != "", err, out)
+		}
 	}
 
 	// faas-cli deploy: PUT, 404, then POST; 200 or 202 only. Unknown
