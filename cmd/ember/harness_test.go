@@ -5,19 +5,15 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +25,6 @@ import (
 
 	"github.com/emberfaas/ember/client"
 	"github.com/emberfaas/ember/internal/itest"
-	"github.com/emberfaas/ember/network"
 )
 
 // env is what every end-to-end test shares: the ember binary, one private
@@ -131,20 +126,19 @@ func buildEnv() (*env, error) {
 	return e, nil
 }
 
-// daemon is one ember daemon run as a separate process, as systemd would.
+// daemon is one ember daemon run as a separate process, as systemd would
+// (itest.Daemon), with what the tests add: a client, the CLI, captured
+// logs, and checks that nothing is left behind.
 type daemon struct {
+	*itest.Daemon
 	t      *testing.T
 	e      *env
-	dir    string
+	dir    string // shorthands for the itest.Daemon's fields
 	ns     string
 	bridge string
-	subnet string
 	socket string
 	listen string
-	extra  []string
-	cmd    *exec.Cmd
 	logs   *lockedBuffer
-	exited chan struct{}
 	client *client.Client
 }
 
@@ -165,139 +159,58 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // newDaemon starts a daemon with its own namespace, bridge, subnet, state
-// dir, socket and port. Cleanup removes its functions, stops it, and checks
-// that nothing it created is left on the host.
+// dir, socket and port, fast health checks and debug logs; extra flags
+// come last. Cleanup removes its functions, stops it, and leaves the host
+// as it was.
 func newDaemon(t *testing.T, e *env, extra ...string) *daemon {
 	t.Helper()
 	subnetMu.Lock()
 	subnetSeq++
 	seq := subnetSeq
 	subnetMu.Unlock()
-	port, err := itest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := randHex(3)
 	dir, err := os.MkdirTemp("", "ember-d-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{
-		t: t, e: e, dir: dir,
-		ns:     "e2e-" + id,
-		bridge: "embe" + id,
-		subnet: fmt.Sprintf("10.%d.%d.0/24", 200+os.Getpid()%40, seq%250),
-		socket: filepath.Join(dir, "ember.sock"),
-		listen: fmt.Sprintf("127.0.0.1:%d", port),
-		extra:  extra,
+	logs := &lockedBuffer{}
+	var out io.Writer = logs
+	id, err := itest.NewDaemon(itest.DaemonOptions{
+		Bin: e.bin, Containerd: e.containerd, Dir: dir,
+		NamespacePrefix: "e2e-", BridgePrefix: "embe",
+		Subnet: fmt.Sprintf("10.%d.%d.0/24", 200+os.Getpid()%40, seq%250),
+		Extra:  append([]string{"--health-interval", "500ms", "--drain-timeout", "5s", "--log-level", "debug"}, extra...),
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	d.client = client.New(d.socket)
-	t.Cleanup(func() { d.teardown() })
+	if logDir := os.Getenv("EMBER_E2E_LOGS"); logDir != "" {
+		// For debugging hangs: the log survives a test binary's timeout.
+		if f, err := os.OpenFile(filepath.Join(logDir, id.Namespace+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+			out = io.MultiWriter(logs, f)
+		}
+	}
+	id.Output = out
+	d := &daemon{Daemon: id, t: t, e: e, dir: dir, ns: id.Namespace, bridge: id.Bridge,
+		socket: id.Socket, listen: id.Listen, logs: logs, client: client.New(id.Socket)}
+	t.Cleanup(d.teardown)
 	d.start()
 	return d
 }
 
-func (d *daemon) args() []string {
-	return append([]string{"daemon",
-		"--socket", d.socket,
-		"--listen", d.listen,
-		"--state-dir", filepath.Join(d.dir, "state"),
-		"--run-dir", filepath.Join(d.dir, "run"),
-		"--containerd-socket", d.e.containerd.Socket,
-		"--runc-root", d.e.containerd.RuncRoot,
-		"--namespace", d.ns,
-		"--bridge", d.bridge,
-		"--subnet", d.subnet,
-		"--auth=false",
-		"--health-interval", "500ms",
-		"--drain-timeout", "5s",
-		"--log-level", "debug",
-	}, d.extra...)
-}
-
+// start (re)starts the process and waits until it serves.
 func (d *daemon) start() {
 	d.t.Helper()
-	if d.logs == nil {
-		d.logs = &lockedBuffer{}
-	}
-	d.cmd = exec.Command(d.e.bin, d.args()...)
-	var out io.Writer = d.logs
-	if dir := os.Getenv("EMBER_E2E_LOGS"); dir != "" {
-		// For debugging hangs: the log survives a test binary's timeout.
-		if f, err := os.OpenFile(filepath.Join(dir, d.ns+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-			out = io.MultiWriter(d.logs, f)
-		}
-	}
-	d.cmd.Stdout, d.cmd.Stderr = out, out
-	if err := d.cmd.Start(); err != nil {
+	if err := d.Start(); err != nil {
 		d.t.Fatal(err)
 	}
-	d.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, ch chan struct{}) { cmd.Wait(); close(ch) }(d.cmd, d.exited)
-	d.waitHealthy()
-}
-
-func (d *daemon) waitHealthy() {
-	d.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-d.exited:
-			d.t.Fatalf("daemon exited during start:\n%s", d.logs)
-		default:
-		}
-		resp, err := http.Get("http://" + d.listen + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	d.t.Fatalf("daemon not healthy after 30s:\n%s", d.logs)
-}
-
-// kill9 kills the daemon the hard way; its tasks keep running.
-func (d *daemon) kill9() {
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.exited
-}
-
-// stop sends SIGTERM and waits.
-func (d *daemon) stop() {
-	if d.cmd == nil {
-		return
-	}
-	select {
-	case <-d.exited:
-		return
-	default:
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(40 * time.Second):
-		d.cmd.Process.Kill()
-		<-d.exited
+	if err := d.WaitHealthy(context.Background(), 30*time.Second); err != nil {
+		d.t.Fatalf("%v:\n%s", err, d.logs)
 	}
 }
 
-func (d *daemon) running() bool {
-	select {
-	case <-d.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (d *daemon) kill9()        { d.Kill9() }
+func (d *daemon) running() bool { return d.Running() }
 
 func (d *daemon) teardown() {
 	t := d.t
@@ -312,48 +225,12 @@ func (d *daemon) teardown() {
 			}
 		}
 		cancel()
-		d.stop()
+	}
+	if err := d.Cleanup(context.Background()); err != nil {
+		t.Errorf("cleanup: %v", err)
 	}
 	if t.Failed() {
 		t.Logf("daemon log:\n%s", d.logs)
-	}
-	// Whatever the test did, leave the host as it was.
-	ctx := context.Background()
-	if cl, err := d.e.containerd.Client(ctx); err == nil {
-		nctx := namespaces.WithNamespace(ctx, d.ns)
-		cs, _ := cl.Containers(nctx)
-		for _, c := range cs {
-			if task, err := c.Task(nctx, nil); err == nil {
-				task.Delete(nctx, containerd.WithProcessKill)
-			}
-			c.Delete(nctx, containerd.WithSnapshotCleanup)
-		}
-		cl.Close()
-	}
-	n, err := network.New(d.netConfig(), slog.New(slog.DiscardHandler))
-	if err == nil {
-		if err := n.Teardown(ctx); err != nil {
-			t.Errorf("network teardown: %v", err)
-		}
-	}
-	os.RemoveAll(d.dir)
-	// runc leaves the namespace's parent cgroup (/<namespace>) behind,
-	// empty, in every hierarchy.
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + d.ns)
-	dirs2, _ := filepath.Glob("/sys/fs/cgroup/" + d.ns)
-	for _, dir := range append(dirs, dirs2...) {
-		os.Remove(dir)
-	}
-}
-
-func (d *daemon) netConfig() network.Config {
-	return network.Config{
-		Name:     "ember-" + d.bridge,
-		Bridge:   d.bridge,
-		Subnet:   d.subnet,
-		BinDirs:  []string{"/usr/lib/cni", "/opt/cni/bin"},
-		StateDir: filepath.Join(d.dir, "state", "cni"),
-		NetNSDir: filepath.Join(d.dir, "run", "netns-"+d.bridge),
 	}
 }
 

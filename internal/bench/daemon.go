@@ -7,45 +7,30 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/containerd/containerd"
-	"github.com/containerd/containerd/namespaces"
-
 	"github.com/emberfaas/ember/api"
 	"github.com/emberfaas/ember/client"
 	"github.com/emberfaas/ember/function"
 	"github.com/emberfaas/ember/internal/itest"
-	"github.com/emberfaas/ember/network"
 )
 
-// daemon is one `ember daemon` process, run as systemd would, with its own
-// containerd namespace, bridge, subnet, state and run directories, socket
-// and port. Its flags are the defaults otherwise (health interval 5s, wake
-// timeout 30s, drain timeout 30s).
+// daemon is one `ember daemon` process (itest.Daemon) with the defaults
+// otherwise (health interval 5s, wake timeout 30s, drain timeout 30s), its
+// log in a file and a client.
 type daemon struct {
+	*itest.Daemon
 	e       *env
 	name    string
-	dir     string
-	ns      string
-	bridge  string
-	subnet  string
-	socket  string
-	listen  string
+	ns      string // shorthand for Namespace
 	logPath string
 	api     *client.Client
-
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
-	torn   bool
+	torn    bool
 }
 
 // startDaemon starts a daemon and waits until it answers /healthz. Its
@@ -53,29 +38,31 @@ type daemon struct {
 // callers that are done with it earlier call teardown themselves.
 func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
 	e.seq++
-	port, err := itest.FreePort()
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp(e.dir, "d-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
-	id := randHex(3)
-	d := &daemon{
-		e:    e,
-		name: name,
-		dir:  dir,
-		ns:   "bench-" + name + "-" + id,
+	id, err := itest.NewDaemon(itest.DaemonOptions{
+		Bin: e.bin, Containerd: e.ctrd, Dir: dir,
+		NamespacePrefix: "bench-" + name + "-",
 		// "bnch" keeps clear of the integration tests' "embe" bridges and
 		// their subnets (10.200-239.x), which may run on the same host.
-		bridge:  "bnch" + id,
-		subnet:  fmt.Sprintf("10.%d.%d.0/24", 240+os.Getpid()%15, e.seq%250),
-		socket:  filepath.Join(dir, "ember.sock"),
-		listen:  fmt.Sprintf("127.0.0.1:%d", port),
-		logPath: filepath.Join(e.logDir, fmt.Sprintf("daemon-%d-%s.log", e.seq, name)),
+		BridgePrefix: "bnch",
+		Subnet:       fmt.Sprintf("10.%d.%d.0/24", 240+os.Getpid()%15, e.seq%250),
+		SysProcAttr: &syscall.SysProcAttr{
+			// A ^C reaches the bench, which then removes functions before
+			// it stops the daemon, instead of reaching both at once.
+			Setpgid: true,
+			// If the bench itself is killed, so is the daemon.
+			Pdeathsig: syscall.SIGKILL,
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
-	d.api = client.New(d.socket)
+	d := &daemon{Daemon: id, e: e, name: name, ns: id.Namespace,
+		logPath: filepath.Join(e.logDir, fmt.Sprintf("daemon-%d-%s.log", e.seq, name)),
+		api:     client.New(id.Socket)}
 	e.cleanups = append(e.cleanups, d.teardown)
 	if err := d.spawn(); err != nil {
 		return nil, err
@@ -92,101 +79,32 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func (d *daemon) args() []string {
-	return []string{"daemon",
-		"--socket", d.socket,
-		"--listen", d.listen,
-		"--state-dir", filepath.Join(d.dir, "state"),
-		"--run-dir", filepath.Join(d.dir, "run"),
-		"--containerd-socket", d.e.ctrd.Socket,
-		"--runc-root", d.e.ctrd.RuncRoot,
-		"--namespace", d.ns,
-		"--bridge", d.bridge,
-		"--subnet", d.subnet,
-		"--auth=false",
-	}
-}
-
-// spawn starts the daemon process without waiting for it to serve.
+// spawn starts the daemon process, its output appended to its log file,
+// without waiting for it to serve.
 func (d *daemon) spawn() error {
 	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close() // the child has its own copy
-	cmd := exec.Command(d.e.bin, d.args()...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// A ^C reaches the bench, which then removes functions before it
-		// stops the daemon, instead of reaching both at once.
-		Setpgid: true,
-		// If the bench itself is killed, so is the daemon.
-		Pdeathsig: syscall.SIGKILL,
+	d.Output = logf
+	if err := d.Start(); err != nil {
+		return fmt.Errorf("daemon %s: %w", d.name, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start daemon %s: %w", d.name, err)
-	}
-	exited := make(chan struct{})
-	d.cmd, d.exited = cmd, exited
-	go func() {
-		_ = cmd.Wait() // a SIGKILL is how the recovery scenario ends it
-		close(exited)
-	}()
 	return nil
 }
 
-func (d *daemon) pid() int { return d.cmd.Process.Pid }
-
-func (d *daemon) running() bool {
-	if d.cmd == nil {
-		return false
-	}
-	select {
-	case <-d.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (d *daemon) pid() int { return d.Pid() }
 
 // waitHealthy polls /healthz until it answers 200.
 func (d *daemon) waitHealthy(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	hc := &http.Client{Timeout: time.Second}
-	for {
-		if err := get(ctx, hc, d.url("/healthz")); err == nil {
-			return nil
-		}
-		select {
-		case <-d.exited:
-			return fmt.Errorf("daemon %s exited during start%s", d.name, d.logTail())
-		case <-ctx.Done():
-			return fmt.Errorf("daemon %s not healthy after %s%s", d.name, timeout, d.logTail())
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := d.WaitHealthy(ctx, timeout); err != nil {
+		return fmt.Errorf("daemon %s: %w%s", d.name, err, d.logTail())
 	}
+	return nil
 }
 
-// kill9 kills the daemon the hard way; its tasks keep running.
-func (d *daemon) kill9() {
-	_ = d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.exited
-}
-
-// stop sends SIGTERM and waits (SIGKILL after 40s).
-func (d *daemon) stop() {
-	if !d.running() {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-	case <-time.After(40 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-	}
-}
+func (d *daemon) kill9() { d.Kill9() }
 
 // teardown removes the daemon's functions, stops it, and removes whatever
 // it left in containerd and on the host (bridge, masquerade rules, network
@@ -200,7 +118,7 @@ func (d *daemon) teardown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var errs []error
-	if d.running() {
+	if d.Running() {
 		if fns, err := d.api.List(ctx); err == nil {
 			names := make([]string, len(fns))
 			for i, f := range fns {
@@ -213,43 +131,11 @@ func (d *daemon) teardown() error {
 				return nil
 			}))
 		}
-		d.stop()
 	}
-	if cl, err := d.e.ctrd.Client(ctx); err == nil {
-		nctx := namespaces.WithNamespace(ctx, d.ns)
-		cs, _ := cl.Containers(nctx)
-		for _, c := range cs {
-			if task, err := c.Task(nctx, nil); err == nil {
-				_, _ = task.Delete(nctx, containerd.WithProcessKill)
-			}
-			if err := c.Delete(nctx, containerd.WithSnapshotCleanup); err != nil {
-				errs = append(errs, fmt.Errorf("daemon %s: delete container %s: %w", d.name, c.ID(), err))
-			}
-		}
-		cl.Close()
+	if err := d.Cleanup(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("daemon %s: %w", d.name, err))
 	}
-	quiet := slog.New(slog.DiscardHandler)
-	n, err := network.New(d.netConfig(), quiet)
-	if err == nil {
-		err = n.Teardown(ctx)
-	}
-	if err != nil {
-		errs = append(errs, fmt.Errorf("daemon %s: network: %w", d.name, err))
-	}
-	errs = append(errs, os.RemoveAll(d.dir))
 	return errors.Join(errs...)
-}
-
-// netConfig is the network the daemon made, for Teardown.
-func (d *daemon) netConfig() network.Config {
-	return network.Config{
-		Name:     "ember-" + d.bridge,
-		Bridge:   d.bridge,
-		Subnet:   d.subnet,
-		BinDirs:  []string{"/opt/cni/bin", itest.CNIPluginDir},
-		StateDir: filepath.Join(d.dir, "state", "cni"),
-		NetNSDir: filepath.Join(d.dir, "run", "netns-"+d.bridge),
-	}
 }
 
 // logTail returns the end of the daemon's log, formatted to follow an
@@ -268,7 +154,7 @@ func (d *daemon) logTail() string {
 	return "\ndaemon log (tail):\n" + strings.TrimRight(string(b), "\n")
 }
 
-func (d *daemon) url(path string) string { return "http://" + d.listen + path }
+func (d *daemon) url(path string) string { return d.URL(path) }
 
 // fnURL is a function's URL through the gateway.
 func (d *daemon) fnURL(name, path string) string { return d.url("/function/" + name + path) }
