@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emberfaas/ember/internal/itest"
 )
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on every
@@ -25,16 +27,10 @@ func procCPU(pid int) (time.Duration, error) {
 // procTimes returns pid's own CPU time (utime + stime) and that of its
 // children it has waited for (cutime + cstime).
 func procTimes(pid int) (self, children time.Duration, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := itest.ProcStat(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	// The command (field 2) may hold spaces and ")": split after the last.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state); utime, stime, cutime, cstime are fields
 	// 14 to 17.
 	if len(f) < 15 {

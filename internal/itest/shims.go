@@ -126,20 +126,30 @@ func allPIDs() ([]int, error) {
 	return pids, nil
 }
 
-// procStat returns the state letter and parent of pid from /proc/PID/stat,
-// whose second field (the command) may itself contain spaces and ")".
-func procStat(pid int) (state byte, ppid int, err error) {
+// ProcStat returns the fields of /proc/PID/stat after the command, so
+// that ProcStat(pid)[0] is field 3 (the state). The command, field 2, may
+// itself contain spaces and ")", so it is cut at the last ")".
+func ProcStat(pid int) ([]string, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
 	}
 	fields := strings.Fields(string(b[i+1:]))
 	if len(fields) < 2 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return fields, nil
+}
+
+// procStat returns the state letter and parent of pid.
+func procStat(pid int) (state byte, ppid int, err error) {
+	fields, err := ProcStat(pid)
+	if err != nil {
+		return 0, 0, err
 	}
 	ppid, err = strconv.Atoi(fields[1])
 	return fields[0][0], ppid, err
