@@ -257,7 +257,7 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("secret: %w", err)
 		}
 	}
-	return nil
+	return s.validateTimeouts()
 }
 
 // ValidateName reports whether name is a DNS-1123 label: 1-63 characters of
@@ -443,6 +443,13 @@ func (e Exit) String() string {
 type Lease interface {
 	Addr() string
 	Release()
+	// Refused reports that the replica refused a connection: it leaves
+	// rotation at once, before the runtime reports its exit, and comes back
+	// when it accepts connections again.
+	Refused()
+	// Timeout is how long the function may take to answer; zero means the
+	// gateway's default.
+	Timeout() time.Duration
 }
 
 // LogLine is one line of a replica's output.

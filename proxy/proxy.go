@@ -31,9 +31,19 @@ type Backends interface {
 // Prefix is the path under which functions are served.
 const Prefix = "/function/"
 
-// maxAttempts bounds how often a request whose connection could not even be
-// opened is tried on another (or the same) replica.
-const maxAttempts = 3
+// maxAttempts bounds how often a request that never reached an app (its
+// connection refused, or its body not yet read when the connection failed)
+// is tried again. Each refusal takes that replica out of rotation, so the
+// next attempt goes to another ready replica or waits for one.
+const maxAttempts = 8
+
+// DefaultUpstreamTimeout is how long the gateway waits for a function that
+// declares no timeout of its own, as OpenFaaS's gateway's upstream_timeout.
+const DefaultUpstreamTimeout = 60 * time.Second
+
+// StatusClientClosed is recorded, as nginx does, for a request whose caller
+// went away before the answer was complete. Nobody receives it.
+const StatusClientClosed = 499
 
 // Proxy forwards function calls.
 type Proxy struct {
@@ -41,16 +51,34 @@ type Proxy struct {
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
 	metrics  *metrics
+	timeout  time.Duration
+}
+
+// Option tunes a Proxy.
+type Option func(*Proxy)
+
+// WithUpstreamTimeout sets how long a function that declares no timeout
+// may take to answer (default DefaultUpstreamTimeout); past it the caller
+// gets 504.
+func WithUpstreamTimeout(d time.Duration) Option {
+	return func(p *Proxy) {
+		if d > 0 {
+			p.timeout = d
+		}
+	}
 }
 
 // New returns a Proxy using transport (nil: a transport tuned for many
 // short requests to a few local hosts). Its metrics are registered on reg
 // (nil: not registered).
-func New(b Backends, transport http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) *Proxy {
+func New(b Backends, transport http.RoundTripper, reg prometheus.Registerer, log *slog.Logger, opts ...Option) *Proxy {
 	if transport == nil {
 		transport = NewTransport()
 	}
-	p := &Proxy{backends: b, log: log, metrics: newMetrics(reg)}
+	p := &Proxy{backends: b, log: log, metrics: newMetrics(reg), timeout: DefaultUpstreamTimeout}
+	for _, o := range opts {
+		o(p)
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      transport,
@@ -103,13 +131,22 @@ func NewTransport() *http.Transport {
 // call is one request's state, shared with the ReverseProxy callbacks
 // through the request context.
 type call struct {
+	name    string
 	lease   function.Lease
 	path    string
 	rawPath string // path's original encoding, when it has one
 	callID  string
 	start   string
-	dialErr error
-	// retryable is false once the request body has been read, when a
+	sw      *statusWriter
+	client  context.Context // the caller's: done when it went away
+	timeout time.Duration   // the upstream deadline of this call, 0 for none
+	timeCtx context.Context // carries that deadline
+	// retryErr is set when the attempt failed before the app received the
+	// request, so it may be sent again; refused when the replica refused
+	// the connection.
+	retryErr error
+	refused  bool
+	// body tracks whether the request body was read: once it was, a
 	// failure can no longer be retried safely.
 	body *trackedBody
 }
@@ -143,13 +180,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if fm == nil {
 			return
 		}
-		cm := p.metrics.code(fm, sw.code)
+		code := sw.code
+		if sw.gone || (!sw.done && r.Context().Err() != nil) {
+			code = StatusClientClosed
+		}
+		cm := p.metrics.code(fm, code)
 		cm.invocations.Inc()
 		cm.seconds.Observe(time.Since(started).Seconds())
 	}()
 	// As OpenFaaS's gateway: a call ID (kept if the caller sent one) and
 	// the start time, on the request to the function and on the response.
-	c := &call{path: rest, callID: r.Header.Get("X-Call-Id"), start: strconv.FormatInt(started.UnixNano(), 10)}
+	c := &call{name: name, path: rest, callID: r.Header.Get("X-Call-Id"), start: strconv.FormatInt(started.UnixNano(), 10), sw: sw}
 	if c.callID == "" {
 		c.callID = newCallID()
 	}
@@ -165,11 +206,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			c.rawPath = raw // used only if it encodes path (url.URL.EscapedPath checks)
 		}
 	}
-	ctx := context.WithValue(r.Context(), callKey{}, c)
-	out := r.WithContext(ctx)
 	var failed [maxAttempts]string // replicas that refused this request
+	var out *http.Request
 	for attempt := 0; ; attempt++ {
-		lease, err := p.acquire(ctx, name, failed[:attempt])
+		lease, err := p.acquire(r.Context(), name, failed[:attempt])
 		if !errors.Is(err, function.ErrNotFound) {
 			count()
 		}
@@ -177,19 +217,48 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.acquireError(w, r, ref, err)
 			return
 		}
-		c.lease, c.dialErr = lease, nil
+		if out == nil {
+			out = p.outgoing(r, c, lease)
+		}
+		c.lease, c.retryErr, c.refused = lease, nil, false
 		p.rp.ServeHTTP(w, out)
+		// Not reached when copying the answer failed half-way: the
+		// ReverseProxy aborts the handler with a panic.
+		sw.done = true
+		if c.refused {
+			lease.Refused()
+		}
 		lease.Release()
-		if c.dialErr == nil {
+		if c.retryErr == nil {
 			return
 		}
 		failed[attempt] = lease.Addr()
 		if attempt+1 >= maxAttempts || (c.body != nil && c.body.read.Load()) {
-			p.log.Warn("function unreachable", "fn", name, "addr", lease.Addr(), "err", c.dialErr)
+			p.log.Warn("function unreachable", "fn", name, "addr", lease.Addr(), "err", c.retryErr)
 			http.Error(w, "function "+ref+" unreachable", http.StatusBadGateway)
 			return
 		}
 	}
+}
+
+// outgoing makes the request sent upstream: the call rides in its context
+// for the ReverseProxy callbacks, with the function's deadline. A
+// WebSocket or other upgrade has none: it lives as long as both ends want.
+func (p *Proxy) outgoing(r *http.Request, c *call, lease function.Lease) *http.Request {
+	ctx := r.Context()
+	c.client = ctx
+	if r.Header.Get("Upgrade") == "" {
+		c.timeout = lease.Timeout()
+		if c.timeout <= 0 {
+			c.timeout = p.timeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		c.timeCtx = ctx
+		// The request ends before ServeHTTP returns; so may the timer.
+		context.AfterFunc(r.Context(), cancel)
+	}
+	return r.WithContext(context.WithValue(ctx, callKey{}, c))
 }
 
 // acquire lends a replica, preferring one that has not refused this
@@ -198,7 +267,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) acquire(ctx context.Context, name string, avoid []string) (function.Lease, error) {
 	for i := 0; ; i++ {
 		lease, err := p.backends.Acquire(ctx, name)
-		if err != nil || i >= 4 || !slices.Contains(avoid, lease.Addr()) {
+		if err != nil || i >= 1 || !slices.Contains(avoid, lease.Addr()) {
 			return lease, err
 		}
 		lease.Release()
@@ -214,6 +283,9 @@ func (p *Proxy) acquireError(w http.ResponseWriter, r *http.Request, ref string,
 		http.Error(w, fmt.Sprintf("function %s is waking and already holds too many requests: retry shortly", ref), http.StatusTooManyRequests)
 	case r.Context().Err() != nil:
 		// The caller went away; nobody reads an answer.
+		if sw, ok := w.(*statusWriter); ok {
+			sw.gone = true
+		}
 	default:
 		http.Error(w, fmt.Sprintf("function %s is not available: %v", ref, err), http.StatusServiceUnavailable)
 	}
@@ -265,29 +337,35 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 
 func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	c := r.Context().Value(callKey{}).(*call)
-	if r.Context().Err() != nil {
+	if c.client.Err() != nil {
+		// The caller went away; nobody reads an answer.
+		c.sw.gone = true
+		return
+	}
+	if c.timeCtx != nil && c.timeCtx.Err() != nil {
+		p.log.Warn("function timed out", "fn", c.name, "addr", c.lease.Addr(), "timeout", c.timeout)
+		http.Error(w, fmt.Sprintf("function %s did not answer within %s", c.name, c.timeout), http.StatusGatewayTimeout)
 		return
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		// Nothing was sent: the caller retries on another replica.
-		c.dialErr = err
+		// Nothing was sent: the caller retries on another replica, and this
+		// one leaves rotation until it accepts connections again.
+		c.retryErr, c.refused = err, true
 		return
 	}
-	if c.body == nil && idempotent(r.Method) {
-		// The replica failed before answering (its process died with the
-		// request on the wire, say). Nothing reached the caller yet, and a
-		// bodiless GET, HEAD or OPTIONS may be sent again, as other
-		// gateways' "next upstream" does.
-		c.dialErr = err
+	if c.body != nil && !c.body.read.Load() {
+		// The connection failed before any of the body was sent: the app
+		// cannot have acted on the request. (A bodiless request that
+		// failed on a reused connection before anything was written is
+		// retried by the transport itself; one that failed after, as when
+		// the app died handling it, is not sent again: it may be what
+		// killed it.)
+		c.retryErr = err
 		return
 	}
-	p.log.Warn("upstream error", "path", r.URL.Path, "addr", c.lease.Addr(), "err", err)
+	p.log.Warn("upstream error", "fn", c.name, "addr", c.lease.Addr(), "err", err)
 	w.WriteHeader(http.StatusBadGateway)
-}
-
-func idempotent(method string) bool {
-	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
 }
 
 // statusWriter records the status code for the metrics. Unwrap lets
@@ -297,6 +375,8 @@ type statusWriter struct {
 	http.ResponseWriter
 	code  int
 	wrote bool
+	done  bool // the exchange ended normally, whatever its status
+	gone  bool // the caller went away before an answer was written
 }
 
 func (s *statusWriter) WriteHeader(code int) {

@@ -36,20 +36,25 @@ var _ proxy.Backends = (*fakeBackends)(nil)
 // fakeBackends lends leases on fixed addresses, round-robin per function,
 // and remembers every lease so a test can check each was released once.
 type fakeBackends struct {
-	mu     sync.Mutex // guards below
-	addrs  map[string][]string
-	err    map[string]error // function → Acquire error
-	next   map[string]int
-	leases []*fakeLease
+	mu      sync.Mutex    // guards below
+	timeout time.Duration // every lease's Timeout
+	addrs   map[string][]string
+	err     map[string]error // function → Acquire error
+	next    map[string]int
+	leases  []*fakeLease
 }
 
 type fakeLease struct {
 	addr     string
+	timeout  time.Duration
 	released atomic.Int32
+	refused  atomic.Int32
 }
 
-func (l *fakeLease) Addr() string { return l.addr }
-func (l *fakeLease) Release()     { l.released.Add(1) }
+func (l *fakeLease) Addr() string           { return l.addr }
+func (l *fakeLease) Release()               { l.released.Add(1) }
+func (l *fakeLease) Refused()               { l.refused.Add(1) }
+func (l *fakeLease) Timeout() time.Duration { return l.timeout }
 
 func newFakeBackends() *fakeBackends {
 	return &fakeBackends{addrs: map[string][]string{}, err: map[string]error{}, next: map[string]int{}}
@@ -71,7 +76,7 @@ func (b *fakeBackends) Acquire(ctx context.Context, name string) (function.Lease
 	if !ok {
 		return nil, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 	}
-	l := &fakeLease{addr: addrs[b.next[name]%len(addrs)]}
+	l := &fakeLease{addr: addrs[b.next[name]%len(addrs)], timeout: b.timeout}
 	b.next[name]++
 	b.leases = append(b.leases, l)
 	return l, nil

@@ -20,6 +20,52 @@ func (r *replica) Release() {
 	r.f.inflight.Add(-1)
 }
 
+// Timeout is the function's UpstreamTimeout.
+func (r *replica) Timeout() time.Duration { return time.Duration(r.f.timeout.Load()) }
+
+// Refused takes the replica out of rotation at once: its process has
+// probably died, and the runtime's exit event can take a second or more to
+// arrive, during which every request sent to it would fail. Requests that
+// find no other ready replica are then held, as during a wake, until one
+// is. The function's loop puts the replica back when it accepts
+// connections again, or restarts it when its exit arrives.
+func (r *replica) Refused() {
+	if r.suspect.Swap(true) {
+		return
+	}
+	r.closed.Store(true)
+	f := r.f
+	f.c.mu.Lock()
+	ctx := f.c.ctx
+	f.c.mu.Unlock()
+	if ctx == nil {
+		return // no loops run (tests that never Run)
+	}
+	go f.send(ctx, func() { f.refused(r.id) })
+}
+
+// refused handles Refused on the loop: a ready replica goes back to
+// starting, out of rotation, until a dial succeeds again.
+func (f *fn) refused(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.replicas[id]
+	if r == nil {
+		return
+	}
+	r.suspect.Store(false)
+	if r.state != function.StateReady || r.wctx == nil {
+		// Already out of rotation; whatever brings it back (health,
+		// restart, thaw) opens it again.
+		return
+	}
+	r.state = function.StateStarting
+	r.message = "refused a connection: waiting until it accepts again"
+	f.c.log.Warn("replica refused a connection", "fn", f.name, "replica", id)
+	f.publish()
+	go f.waitReady(r.wctx, r.id, r.pid, r.addr, false)
+}
+
 // Acquire picks the next ready replica of a function, round-robin. When
 // none is ready it asks the function to wake (thaw or start a replica) and
 // waits up to WakeTimeout; concurrent requests share that wake-up.

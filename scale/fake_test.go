@@ -557,3 +557,11 @@ func (s *fakeStore) names() []string {
 	defer s.mu.Unlock()
 	return slices.Sorted(maps.Keys(s.fns))
 }
+
+// die stops replica id's process without telling its waiters: the runtime's
+// exit event is late, as containerd's can be by a second or more.
+func (rt *fakeRuntime) die(id string) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.reps[id].inst.Status = function.TaskStopped
+}

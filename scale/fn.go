@@ -43,6 +43,7 @@ type fn struct {
 	gone        atomic.Bool  // set by markRemoving: Acquire answers ErrNotFound
 	waiting     atomic.Int64 // requests held for a wake-up
 	touched     atomic.Bool  // deployed or scaled: the autoscaler restarts its clock
+	timeout     atomic.Int64 // the spec's UpstreamTimeout, for the proxy
 
 	kick   chan struct{}
 	wakeC  chan struct{}
@@ -75,6 +76,9 @@ type replica struct {
 	// closed is set before a replica leaves service (drain, pause): a
 	// request that counted itself in and then sees it backs off.
 	closed atomic.Bool
+	// suspect is set by Refused until the loop has taken it out of
+	// rotation, so a burst of refusals sends the loop one event.
+	suspect atomic.Bool
 
 	// under fn.mu
 	pid          uint32
@@ -92,6 +96,7 @@ type replica struct {
 	backoff      time.Duration
 	restartAt    time.Time
 	cancel       context.CancelFunc // stops its watchers
+	wctx         context.Context    // the watchers' context, ended by cancel
 }
 
 func newFn(c *Controller, spec function.Spec) *fn {
@@ -107,6 +112,7 @@ func newFn(c *Controller, spec function.Spec) *fn {
 		done:     make(chan struct{}),
 	}
 	f.eps.Store(&[]*replica{})
+	f.timeout.Store(int64(spec.UpstreamTimeout()))
 	ch := make(chan struct{})
 	f.readyC.Store(&ch)
 	return f
@@ -141,6 +147,7 @@ func (f *fn) send(ctx context.Context, ev func()) {
 func (f *fn) setSpec(s function.Spec) {
 	f.mu.Lock()
 	f.spec = s
+	f.timeout.Store(int64(s.UpstreamTimeout()))
 	f.desired = min(max(f.desired, s.MinReplicas()), max(s.MaxReplicas(), s.MinReplicas()))
 	f.mu.Unlock()
 	f.requestWake()
@@ -506,16 +513,28 @@ func (f *fn) status() function.Status {
 // currentReady reports whether a replica of the current spec is ready and,
 // if not, the most telling reason. hopeless is set when waiting longer is
 // pointless: the replica keeps exiting without ever having been ready.
+//
+// Ready means every replica in rotation runs the current spec: a deploy
+// that returns while an old replica still serves would let the caller's
+// next request reach the old version.
 func (f *fn) currentReady() (ok, hopeless bool, why string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	hash := f.spec.Hash()
-	for _, r := range f.replicas {
+	eps := *f.eps.Load()
+	ok = len(eps) > 0
+	for _, r := range eps {
 		if r.hash != hash {
-			continue
+			ok = false
+			why = "rolling update: old replicas still serving"
 		}
-		if r.state == function.StateReady {
-			return true, false, ""
+	}
+	if ok {
+		return true, false, ""
+	}
+	for _, r := range f.replicas {
+		if r.hash != hash || r.state == function.StateReady {
+			continue
 		}
 		if r.message != "" && (why == "" || r.state == function.StateExited) {
 			why = r.message

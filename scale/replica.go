@@ -64,7 +64,7 @@ func (f *fn) lastCreateErr(err error) {
 // Called with f.mu held, on the loop.
 func (f *fn) watch(ctx context.Context, r *replica, probe bool) {
 	wctx, cancel := context.WithCancel(ctx)
-	r.cancel = cancel
+	r.cancel, r.wctx = cancel, wctx
 	id, pid, addr := r.id, r.pid, r.addr
 	exitC, err := f.c.rt.Wait(wctx, id)
 	if err != nil {

@@ -48,6 +48,7 @@ type daemonOptions struct {
 	HealthInterval     time.Duration
 	WakeTimeout        time.Duration
 	DrainTimeout       time.Duration
+	UpstreamTimeout    time.Duration
 	MaxWaiting         int
 	LogMaxSize         int64
 	LogMaxFiles        int
@@ -83,6 +84,7 @@ func newDaemonCmd() *cobra.Command {
 	f.DurationVar(&o.WakeTimeout, "wake-timeout", 30*time.Second, "how long a request waits for a ready replica")
 	f.IntVar(&o.MaxWaiting, "wake-queue", 1000, "how many requests one function may hold while it wakes; more get 429")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
+	f.DurationVar(&o.UpstreamTimeout, "upstream-timeout", proxy.DefaultUpstreamTimeout, "how long a function that sets no exec_timeout or write_timeout may take to answer; then 504")
 	f.Int64Var(&o.LogMaxSize, "log-max-size", 10<<20, "bytes at which a replica's log rotates")
 	f.IntVar(&o.LogMaxFiles, "log-max-files", 2, "log files kept per replica, the current one included")
 	f.StringVar(&o.Pprof, "pprof", "", "serve Go's profiler on this address, such as 127.0.0.1:6060 (off by default)")
@@ -165,7 +167,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
 	}
-	px := proxy.New(ctrl, nil, reg, log.With("component", "proxy"))
+	px := proxy.New(ctrl, nil, reg, log.With("component", "proxy"), proxy.WithUpstreamTimeout(o.UpstreamTimeout))
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket}},
