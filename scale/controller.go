@@ -242,6 +242,9 @@ func (c *Controller) Run(ctx context.Context) error {
 // and starts converging: a new function gets its replicas, an existing one
 // a rolling update. Nothing is changed when any step before storing fails.
 func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
+	// One form whatever the client: an unchanged redeploy, from any of
+	// them, must not roll the replicas.
+	spec = spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return err
 	}
