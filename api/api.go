@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -403,10 +404,13 @@ func fromDeployment(d FunctionDeployment) function.Spec {
 }
 
 func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
-	labels, annotations := s.Labels, s.Annotations
+	labels, annotations := maps.Clone(s.Labels), s.Annotations
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	// As OpenFaaS providers do (the certifier checks it); derived, so
+	// never stored, and dropped again if a client sends it back.
+	labels[function.LabelFunctionName] = s.Name
 	if annotations == nil {
 		annotations = map[string]string{}
 	}

@@ -395,7 +395,7 @@ func TestListAndDescribe(t *testing.T) {
 		"namespace":         "openfaas-fn",
 		"envProcess":        "cat",
 		"envVars":           map[string]any{"MODE": "fast"},
-		"labels":            map[string]any{"com.openfaas.scale.min": "2"},
+		"labels":            map[string]any{"com.openfaas.scale.min": "2", "faas_function": "echo"},
 		"annotations":       map[string]any{"topic": "orders"},
 		"secrets":           []any{"db-password"},
 		"limits":            map[string]any{"memory": "128Mi", "cpu": "500m"},
@@ -409,7 +409,7 @@ func TestListAndDescribe(t *testing.T) {
 		"name":        "bare",
 		"image":       "bare:1",
 		"namespace":   "openfaas-fn",
-		"labels":      map[string]any{},
+		"labels":      map[string]any{"faas_function": "bare"},
 		"annotations": map[string]any{},
 		"createdAt":   "2024-01-02T03:04:05Z",
 		// replicas, availableReplicas and invocationCount are 0: omitted.
