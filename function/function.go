@@ -96,6 +96,11 @@ type Spec struct {
 	// Replicas is the desired replica count set by a scale request; zero
 	// means "use the min label".
 	Replicas int `json:"replicas,omitempty"`
+	// ScaleMin and ScaleMax, set by `ember scale --min/--max`, override
+	// the min and max labels. Like Replicas they are not part of the hash:
+	// bounds do not change a container, so setting them rolls nothing.
+	ScaleMin *int `json:"scaleMin,omitempty"`
+	ScaleMax *int `json:"scaleMax,omitempty"`
 
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
@@ -229,6 +234,14 @@ func (s Spec) Clone() Spec {
 	c.Annotations = maps.Clone(s.Annotations)
 	c.Secrets = slices.Clone(s.Secrets)
 	c.Constraints = slices.Clone(s.Constraints)
+	if s.ScaleMin != nil {
+		v := *s.ScaleMin
+		c.ScaleMin = &v
+	}
+	if s.ScaleMax != nil {
+		v := *s.ScaleMax
+		c.ScaleMax = &v
+	}
 	if s.Limits != nil {
 		l := *s.Limits
 		c.Limits = &l
@@ -240,11 +253,29 @@ func (s Spec) Clone() Spec {
 	return c
 }
 
-// MinReplicas is the label com.openfaas.scale.min, default 1.
-func (s Spec) MinReplicas() int { return s.labelInt(LabelScaleMin, 1) }
+// ReplicaLimit is the most replicas a function may have, on every path:
+// scale requests, bounds and the max label.
+const ReplicaLimit = 1000
 
-// MaxReplicas is the label com.openfaas.scale.max, default 20.
-func (s Spec) MaxReplicas() int { return s.labelInt(LabelScaleMax, 20) }
+// MinReplicas is ScaleMin, else the label com.openfaas.scale.min, default 1.
+func (s Spec) MinReplicas() int {
+	if s.ScaleMin != nil {
+		return *s.ScaleMin
+	}
+	return s.labelInt(LabelScaleMin, 1)
+}
+
+// MaxReplicas is ScaleMax, else the label com.openfaas.scale.max, default 20.
+func (s Spec) MaxReplicas() int {
+	if s.ScaleMax != nil {
+		return *s.ScaleMax
+	}
+	return s.labelInt(LabelScaleMax, 20)
+}
+
+// Autoscaled reports whether the autoscaler moves the replica count: the
+// bounds leave it room.
+func (s Spec) Autoscaled() bool { return s.MaxReplicas() > s.MinReplicas() }
 
 // DesiredReplicas is the replica count the controller converges to.
 func (s Spec) DesiredReplicas() int {
@@ -329,8 +360,8 @@ func (s Spec) Validate() error {
 			}
 		}
 	}
-	if s.MaxReplicas() < s.MinReplicas() {
-		return fmt.Errorf("%w: label %s=%d is below %s=%d", ErrInvalid, LabelScaleMax, s.MaxReplicas(), LabelScaleMin, s.MinReplicas())
+	if err := s.ValidateBounds(); err != nil {
+		return err
 	}
 	for _, key := range []string{LabelScaleZeroDuration, LabelDeleteAfter, LabelScaleDownWindow} {
 		if v, ok := s.Labels[key]; ok {
@@ -363,6 +394,21 @@ func (s Spec) Validate() error {
 		if err := ValidateName(sec); err != nil {
 			return fmt.Errorf("secret: %w", err)
 		}
+	}
+	return nil
+}
+
+// ValidateBounds checks the replica bounds, from labels or overrides:
+// 0 <= min <= max <= ReplicaLimit.
+func (s Spec) ValidateBounds() error {
+	lo, hi := s.MinReplicas(), s.MaxReplicas()
+	switch {
+	case s.ScaleMin != nil && *s.ScaleMin < 0, s.ScaleMax != nil && *s.ScaleMax < 0:
+		return fmt.Errorf("%w: min and max replicas must not be negative", ErrInvalid)
+	case hi > ReplicaLimit:
+		return fmt.Errorf("%w: max replicas %d is above the limit of %d", ErrInvalid, hi, ReplicaLimit)
+	case hi < lo:
+		return fmt.Errorf("%w: max replicas %d is below min replicas %d", ErrInvalid, hi, lo)
 	}
 	return nil
 }

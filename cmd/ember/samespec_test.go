@@ -31,13 +31,14 @@ func (f *specRecorder) Deploy(_ context.Context, s function.Spec) error {
 	f.specs = append(f.specs, s)
 	return nil
 }
-func (f *specRecorder) Remove(context.Context, string) error     { return nil }
-func (f *specRecorder) Scale(context.Context, string, int) error { return nil }
-func (f *specRecorder) Spec(string) (function.Spec, error)       { return function.Spec{}, nil }
-func (f *specRecorder) Status(string) (function.Status, error)   { return function.Status{}, nil }
-func (f *specRecorder) Functions() []function.Spec               { return nil }
-func (f *specRecorder) WaitReady(context.Context, string) error  { return nil }
-func (f *specRecorder) Usage(string) (function.Usage, error)     { return function.Usage{}, nil }
+func (f *specRecorder) Remove(context.Context, string) error                { return nil }
+func (f *specRecorder) Scale(context.Context, string, int) error            { return nil }
+func (f *specRecorder) SetBounds(context.Context, string, *int, *int) error { return nil }
+func (f *specRecorder) Spec(string) (function.Spec, error)                  { return function.Spec{}, nil }
+func (f *specRecorder) Status(string) (function.Status, error)              { return function.Status{}, nil }
+func (f *specRecorder) Functions() []function.Spec                          { return nil }
+func (f *specRecorder) WaitReady(context.Context, string) error             { return nil }
+func (f *specRecorder) Usage(string) (function.Usage, error)                { return function.Usage{}, nil }
 
 func (f *specRecorder) last(t *testing.T) function.Spec {
 	t.Helper()
@@ -143,5 +144,27 @@ functions:
 				}
 			}
 		})
+	}
+}
+
+func TestScaleMessage(t *testing.T) {
+	u := func(n uint64) *uint64 { return &n }
+	for _, tc := range []struct {
+		o    scaleOptions
+		f    api.FunctionStatus
+		want string
+	}{
+		{scaleOptions{Name: "echo", Replicas: u(3)}, api.FunctionStatus{MinReplicas: 1, MaxReplicas: 20, Autoscaling: true},
+			"Scaled echo to 3 replicas; autoscaling between 1 and 20 will move it with load — use --min/--max to pin."},
+		{scaleOptions{Name: "echo", Replicas: u(3)}, api.FunctionStatus{MinReplicas: 3, MaxReplicas: 3},
+			"Scaled echo to 3 replicas; autoscaling is off (min = max = 3), so it stays at 3."},
+		{scaleOptions{Name: "echo", Min: u(2), Max: u(5)}, api.FunctionStatus{MinReplicas: 2, MaxReplicas: 5, Autoscaling: true},
+			"Set echo's replicas between 2 and 5; autoscaling between 2 and 5 moves it with load."},
+		{scaleOptions{Name: "echo", Replicas: u(0)}, api.FunctionStatus{MinReplicas: 1, MaxReplicas: 20, Autoscaling: true},
+			"Scaled echo to zero; the next request wakes it; autoscaling between 1 and 20 moves it with load."},
+	} {
+		if got := scaleMessage(tc.o, tc.f); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
 	}
 }
