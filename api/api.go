@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -25,6 +26,7 @@ type Functions interface {
 	Deploy(ctx context.Context, spec function.Spec) error
 	Remove(ctx context.Context, name string) error
 	Scale(ctx context.Context, name string, replicas int) error
+	SetBounds(ctx context.Context, name string, min, max *int) error
 	Spec(name string) (function.Spec, error)
 	Status(name string) (function.Status, error)
 	Functions() []function.Spec
@@ -252,7 +254,12 @@ func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request, _ httproute
 }
 
 func (a *API) scaleFunction(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	var req ScaleServiceRequest
+	// Replicas absent is 0 (park) for OpenFaaS clients, unless ember's
+	// min or max is given: then only the bounds change.
+	var req struct {
+		ScaleServiceRequest
+		Replicas *uint64 `json:"replicas"`
+	}
 	if !a.decode(w, r, &req) {
 		return
 	}
@@ -264,11 +271,32 @@ func (a *API) scaleFunction(w http.ResponseWriter, r *http.Request, ps httproute
 	if !ok {
 		return
 	}
-	if req.Replicas > 1000 {
-		http.Error(w, "replicas must be at most 1000", http.StatusBadRequest)
+	bound := func(v *uint64) *int {
+		if v == nil {
+			return nil
+		}
+		n := int(min(*v, function.ReplicaLimit+1))
+		return &n
+	}
+	if req.Min != nil || req.Max != nil {
+		if err := a.fns.SetBounds(r.Context(), name, bound(req.Min), bound(req.Max)); err != nil {
+			writeError(w, err)
+			return
+		}
+		if req.Replicas == nil {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+	}
+	var n uint64
+	if req.Replicas != nil {
+		n = *req.Replicas
+	}
+	if n > function.ReplicaLimit {
+		http.Error(w, fmt.Sprintf("replicas must be at most %d", function.ReplicaLimit), http.StatusBadRequest)
 		return
 	}
-	if err := a.fns.Scale(r.Context(), name, int(req.Replicas)); err != nil {
+	if err := a.fns.Scale(r.Context(), name, int(n)); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -403,10 +431,13 @@ func fromDeployment(d FunctionDeployment) function.Spec {
 }
 
 func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
-	labels, annotations := s.Labels, s.Annotations
+	labels, annotations := maps.Clone(s.Labels), s.Annotations
 	if labels == nil {
 		labels = map[string]string{}
 	}
+	// As OpenFaaS providers do (the certifier checks it); derived, so
+	// never stored, and dropped again if a client sends it back.
+	labels[function.LabelFunctionName] = s.Name
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
@@ -432,6 +463,8 @@ func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
 	if s.Requests != nil {
 		fs.Requests = &FunctionResources{Memory: s.Requests.Memory, CPU: s.Requests.CPU}
 	}
+	fs.MinReplicas, fs.MaxReplicas = s.MinReplicas(), max(s.MaxReplicas(), s.MinReplicas())
+	fs.Autoscaling = s.Autoscaled()
 	if detail {
 		fs.Instances = st.Replicas
 	}

@@ -90,6 +90,26 @@ func (f *fakeFunctions) Scale(ctx context.Context, name string, replicas int) er
 	return nil
 }
 
+func (f *fakeFunctions) SetBounds(ctx context.Context, name string, lo, hi *int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.specs[name]
+	if !ok {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	if lo != nil {
+		s.ScaleMin = lo
+	}
+	if hi != nil {
+		s.ScaleMax = hi
+	}
+	if err := s.ValidateBounds(); err != nil {
+		return err
+	}
+	f.specs[name] = s
+	return nil
+}
+
 func (f *fakeFunctions) Spec(name string) (function.Spec, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -395,7 +415,7 @@ func TestListAndDescribe(t *testing.T) {
 		"namespace":         "openfaas-fn",
 		"envProcess":        "cat",
 		"envVars":           map[string]any{"MODE": "fast"},
-		"labels":            map[string]any{"com.openfaas.scale.min": "2"},
+		"labels":            map[string]any{"com.openfaas.scale.min": "2", "faas_function": "echo"},
 		"annotations":       map[string]any{"topic": "orders"},
 		"secrets":           []any{"db-password"},
 		"limits":            map[string]any{"memory": "128Mi", "cpu": "500m"},
@@ -404,14 +424,20 @@ func TestListAndDescribe(t *testing.T) {
 		"replicas":          2.0,
 		"availableReplicas": 1.0,
 		"createdAt":         "2024-01-02T03:04:05Z",
+		"minReplicas":       2.0,
+		"maxReplicas":       20.0,
+		"autoscaling":       true,
 	}
 	bare := map[string]any{
 		"name":        "bare",
 		"image":       "bare:1",
 		"namespace":   "openfaas-fn",
-		"labels":      map[string]any{},
+		"labels":      map[string]any{"faas_function": "bare"},
 		"annotations": map[string]any{},
 		"createdAt":   "2024-01-02T03:04:05Z",
+		"minReplicas": 1.0,
+		"maxReplicas": 20.0,
+		"autoscaling": true,
 		// replicas, availableReplicas and invocationCount are 0: omitted.
 	}
 
@@ -638,6 +664,36 @@ func TestScale(t *testing.T) {
 			sp, _ := s.fns.Spec("echo")
 			if sp.Replicas != tc.want {
 				t.Errorf("replicas = %d, want %d", sp.Replicas, tc.want)
+			}
+		})
+	}
+}
+
+// ember's min and max in the scale body set the bounds; without replicas
+// they leave the count alone, and bounds are checked as on deploy.
+func TestScaleBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name, body       string
+		wantCode         int
+		replicas, lo, hi int
+	}{
+		{"bounds only", `{"serviceName":"echo","min":2,"max":5}`, http.StatusAccepted, 1, 2, 5},
+		{"bounds and replicas", `{"serviceName":"echo","replicas":3,"min":2,"max":5}`, http.StatusAccepted, 3, 2, 5},
+		{"pin", `{"serviceName":"echo","min":4,"max":4}`, http.StatusAccepted, 1, 4, 4},
+		{"max only", `{"serviceName":"echo","max":3}`, http.StatusAccepted, 1, 1, 3},
+		{"min above max", `{"serviceName":"echo","min":6,"max":5}`, http.StatusBadRequest, 1, 1, 20},
+		{"max above the limit", `{"serviceName":"echo","max":1001}`, http.StatusBadRequest, 1, 1, 20},
+		{"huge max", `{"serviceName":"echo","max":18446744073709551615}`, http.StatusBadRequest, 1, 1, 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, false, function.Spec{Name: "echo", Image: "echo:1", Replicas: 1})
+			r := s.call(t, "POST", "/system/scale-function/echo", tc.body)
+			if r.code != tc.wantCode {
+				t.Fatalf("POST %s = %d %q, want %d", tc.body, r.code, r.body, tc.wantCode)
+			}
+			sp, _ := s.fns.Spec("echo")
+			if sp.Replicas != tc.replicas || sp.MinReplicas() != tc.lo || sp.MaxReplicas() != tc.hi {
+				t.Errorf("replicas %d, bounds [%d, %d]; want %d, [%d, %d]", sp.Replicas, sp.MinReplicas(), sp.MaxReplicas(), tc.replicas, tc.lo, tc.hi)
 			}
 		})
 	}

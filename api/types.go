@@ -55,6 +55,12 @@ type FunctionStatus struct {
 	// Instances is ember's addition, in describe only: each replica's
 	// state. OpenFaaS clients ignore it.
 	Instances []function.Replica `json:"instances,omitempty"`
+	// MinReplicas, MaxReplicas and Autoscaling are ember's: the bounds
+	// the autoscaler keeps the count in (labels or scale --min/--max),
+	// and whether it moves the count at all.
+	MinReplicas int  `json:"minReplicas"`
+	MaxReplicas int  `json:"maxReplicas"`
+	Autoscaling bool `json:"autoscaling"`
 }
 
 // FunctionUsage is a function's resource use.
@@ -74,6 +80,9 @@ type ScaleServiceRequest struct {
 	ServiceName string `json:"serviceName"`
 	Replicas    uint64 `json:"replicas"`
 	Namespace   string `json:"namespace,omitempty"`
+	// Min and Max are ember's: they set the function's replica bounds.
+	Min *uint64 `json:"min,omitempty"`
+	Max *uint64 `json:"max,omitempty"`
 }
 
 // VersionInfo describes a build.

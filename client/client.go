@@ -143,6 +143,22 @@ func (c *Client) Scale(ctx context.Context, name string, replicas uint64) error 
 		api.ScaleServiceRequest{ServiceName: name, Replicas: replicas}, nil)
 }
 
+// SetBounds sets a function's min and max replicas (nil leaves one as it
+// is) and, when replicas is not nil, the replica count too.
+func (c *Client) SetBounds(ctx context.Context, name string, replicas, lo, hi *uint64) error {
+	body := map[string]any{"serviceName": name}
+	if replicas != nil {
+		body["replicas"] = *replicas
+	}
+	if lo != nil {
+		body["min"] = *lo
+	}
+	if hi != nil {
+		body["max"] = *hi
+	}
+	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(name), body, nil)
+}
+
 // Info returns the daemon's version information.
 func (c *Client) Info(ctx context.Context) (api.GatewayInfo, error) {
 	var out api.GatewayInfo

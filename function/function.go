@@ -96,21 +96,133 @@ type Spec struct {
 	// Replicas is the desired replica count set by a scale request; zero
 	// means "use the min label".
 	Replicas int `json:"replicas,omitempty"`
+	// ScaleMin and ScaleMax, set by `ember scale --min/--max`, override
+	// the min and max labels. Like Replicas they are not part of the hash:
+	// bounds do not change a container, so setting them rolls nothing.
+	ScaleMin *int `json:"scaleMin,omitempty"`
+	ScaleMax *int `json:"scaleMax,omitempty"`
 
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
+// LabelFunctionName is the label OpenFaaS providers put on every function,
+// set to its name. ember shows it in the API but never stores it: it is
+// derived, and a client that sends back what it read must not change the
+// spec.
+const LabelFunctionName = "faas_function"
+
+// Normalize returns the spec in the one form that ember stores and
+// hashes, so that one function sent by faas-cli ("labels":{}), a stack
+// file or ember's CLI (no labels at all) is one spec: empty maps, lists
+// and resources become nil, an image without tag or digest gets ":latest"
+// (as faas-cli adds it), and the derived faas_function label is dropped.
+func (s Spec) Normalize() Spec {
+	c := s.Clone()
+	c.Image = NormalizeImage(c.Image)
+	if c.Labels != nil {
+		delete(c.Labels, LabelFunctionName)
+	}
+	c.Env, c.Labels, c.Annotations = nilIfEmpty(c.Env), nilIfEmpty(c.Labels), nilIfEmpty(c.Annotations)
+	if len(c.Secrets) == 0 {
+		c.Secrets = nil
+	}
+	if len(c.Constraints) == 0 {
+		c.Constraints = nil
+	}
+	if c.Limits != nil && *c.Limits == (Resources{}) {
+		c.Limits = nil
+	}
+	if c.Requests != nil && *c.Requests == (Resources{}) {
+		c.Requests = nil
+	}
+	return c
+}
+
+func nilIfEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// NormalizeImage appends ":latest" to a reference without tag or digest,
+// as faas-cli does before it sends one, so "echo" and "echo:latest" are
+// the same image. A port ("127.0.0.1:5000/echo") is not a tag.
+func NormalizeImage(ref string) string {
+	if ref == "" || strings.Contains(ref, "@") {
+		return ref
+	}
+	last := ref[strings.LastIndexByte(ref, '/')+1:]
+	if strings.Contains(last, ":") {
+		return ref
+	}
+	return ref + ":latest"
+}
+
 // Hash identifies what a replica was started from: two specs with equal
 // hashes produce identical containers, so a changed hash means the running
 // replicas are outdated. Scale and timestamps are deliberately left out.
-func (s Spec) Hash() string {
+//
+// The hash is taken of the normalised spec, so empty and absent maps hash
+// alike. The encoding is unchanged from the first release: a spec that
+// was already normal (nil rather than empty maps, a tagged image) keeps
+// its hash, and replicas of it keep running across an upgrade.
+func (s Spec) Hash() string { return s.Normalize().rawHash() }
+
+// rawHash is the hash of the spec's fields exactly as they are.
+func (s Spec) rawHash() string {
 	h := sha256.New()
 	enc := json.NewEncoder(h)
 	// json.Encoder sorts map keys, so the hash is stable.
 	_ = enc.Encode([]any{s.Image, s.EnvProcess, s.Env, s.Labels, s.Annotations,
 		s.Secrets, s.Limits, s.Requests, s.ReadOnlyRootFilesystem})
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// SameContainer reports whether a replica started with hash runs what s
+// describes: hash is s's Hash, or a hash that an ember from before
+// normalisation gave the same function — with "{}" for an empty map, as a
+// spec deployed by faas-cli had until the daemon restarted, or with the
+// image as it was written. Adoption uses it so that an upgrade restarts
+// nothing.
+func (s Spec) SameContainer(hash string) bool {
+	if hash == s.Hash() {
+		return true
+	}
+	// Each empty field as nil or as empty, with the stored image and
+	// with the normalised one.
+	empty := map[string]string{}
+	envs, labels, annotations := []map[string]string{s.Env}, []map[string]string{s.Labels}, []map[string]string{s.Annotations}
+	if len(s.Env) == 0 {
+		envs = []map[string]string{nil, empty}
+	}
+	if len(s.Labels) == 0 {
+		labels = []map[string]string{nil, empty}
+	}
+	if len(s.Annotations) == 0 {
+		annotations = []map[string]string{nil, empty}
+	}
+	secrets := [][]string{s.Secrets}
+	if len(s.Secrets) == 0 {
+		secrets = [][]string{nil, {}}
+	}
+	for _, image := range []string{s.Image, NormalizeImage(s.Image)} {
+		for _, env := range envs {
+			for _, l := range labels {
+				for _, a := range annotations {
+					for _, sec := range secrets {
+						v := s
+						v.Image, v.Env, v.Labels, v.Annotations, v.Secrets = image, env, l, a, sec
+						if v.rawHash() == hash {
+							return true
+						}
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // Clone returns a deep copy, so a Spec handed to another goroutine cannot be
@@ -122,6 +234,14 @@ func (s Spec) Clone() Spec {
 	c.Annotations = maps.Clone(s.Annotations)
 	c.Secrets = slices.Clone(s.Secrets)
 	c.Constraints = slices.Clone(s.Constraints)
+	if s.ScaleMin != nil {
+		v := *s.ScaleMin
+		c.ScaleMin = &v
+	}
+	if s.ScaleMax != nil {
+		v := *s.ScaleMax
+		c.ScaleMax = &v
+	}
 	if s.Limits != nil {
 		l := *s.Limits
 		c.Limits = &l
@@ -133,11 +253,29 @@ func (s Spec) Clone() Spec {
 	return c
 }
 
-// MinReplicas is the label com.openfaas.scale.min, default 1.
-func (s Spec) MinReplicas() int { return s.labelInt(LabelScaleMin, 1) }
+// ReplicaLimit is the most replicas a function may have, on every path:
+// scale requests, bounds and the max label.
+const ReplicaLimit = 1000
 
-// MaxReplicas is the label com.openfaas.scale.max, default 20.
-func (s Spec) MaxReplicas() int { return s.labelInt(LabelScaleMax, 20) }
+// MinReplicas is ScaleMin, else the label com.openfaas.scale.min, default 1.
+func (s Spec) MinReplicas() int {
+	if s.ScaleMin != nil {
+		return *s.ScaleMin
+	}
+	return s.labelInt(LabelScaleMin, 1)
+}
+
+// MaxReplicas is ScaleMax, else the label com.openfaas.scale.max, default 20.
+func (s Spec) MaxReplicas() int {
+	if s.ScaleMax != nil {
+		return *s.ScaleMax
+	}
+	return s.labelInt(LabelScaleMax, 20)
+}
+
+// Autoscaled reports whether the autoscaler moves the replica count: the
+// bounds leave it room.
+func (s Spec) Autoscaled() bool { return s.MaxReplicas() > s.MinReplicas() }
 
 // DesiredReplicas is the replica count the controller converges to.
 func (s Spec) DesiredReplicas() int {
@@ -222,8 +360,8 @@ func (s Spec) Validate() error {
 			}
 		}
 	}
-	if s.MaxReplicas() < s.MinReplicas() {
-		return fmt.Errorf("%w: label %s=%d is below %s=%d", ErrInvalid, LabelScaleMax, s.MaxReplicas(), LabelScaleMin, s.MinReplicas())
+	if err := s.ValidateBounds(); err != nil {
+		return err
 	}
 	for _, key := range []string{LabelScaleZeroDuration, LabelDeleteAfter, LabelScaleDownWindow} {
 		if v, ok := s.Labels[key]; ok {
@@ -258,6 +396,21 @@ func (s Spec) Validate() error {
 		}
 	}
 	return s.validateTimeouts()
+}
+
+// ValidateBounds checks the replica bounds, from labels or overrides:
+// 0 <= min <= max <= ReplicaLimit.
+func (s Spec) ValidateBounds() error {
+	lo, hi := s.MinReplicas(), s.MaxReplicas()
+	switch {
+	case s.ScaleMin != nil && *s.ScaleMin < 0, s.ScaleMax != nil && *s.ScaleMax < 0:
+		return fmt.Errorf("%w: min and max replicas must not be negative", ErrInvalid)
+	case hi > ReplicaLimit:
+		return fmt.Errorf("%w: max replicas %d is above the limit of %d", ErrInvalid, hi, ReplicaLimit)
+	case hi < lo:
+		return fmt.Errorf("%w: max replicas %d is below min replicas %d", ErrInvalid, hi, lo)
+	}
+	return nil
 }
 
 // ValidateName reports whether name is a DNS-1123 label: 1-63 characters of

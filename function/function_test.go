@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestValidateName(t *testing.T) {
@@ -61,5 +62,103 @@ func TestHashIgnoresScaleAndTime(t *testing.T) {
 	b.Env["A"] = "3"
 	if a.Hash() == b.Hash() {
 		t.Error("hash did not change with env")
+	}
+}
+
+// Hashes of normal specs as the first release computed them: replicas
+// started from these must keep running after an upgrade.
+func TestHashOfNormalSpecsUnchanged(t *testing.T) {
+	for _, tc := range []struct {
+		spec Spec
+		want string
+	}{
+		{Spec{Name: "echo", Image: "127.0.0.1:5000/echo:v1"}, "7d793feab5b9d32e"},
+		{Spec{Name: "echo", Image: "ghcr.io/openfaas/alpine:latest", EnvProcess: "env", Env: map[string]string{"A": "1", "B": "2"}}, "7ace7a4d0d0e8f89"},
+		{Spec{Name: "echo", Image: "echo:v2", Labels: map[string]string{LabelScaleMin: "2", "team": "x"}, Annotations: map[string]string{"topic": "t"},
+			Secrets: []string{"db", "api"}, Limits: &Resources{Memory: "128Mi", CPU: "500m"}, Requests: &Resources{Memory: "64Mi"}, ReadOnlyRootFilesystem: true}, "00f6c6414693ee27"},
+		{Spec{Name: "echo", Image: "ghcr.io/x/y@sha256:0123456789012345678901234567890123456789012345678901234567890123", Env: map[string]string{"fprocess": "cat"}}, "dec64f16b7350e9f"},
+	} {
+		if got := tc.spec.Hash(); got != tc.want {
+			t.Errorf("%+v: hash %s, want %s", tc.spec, got, tc.want)
+		}
+	}
+}
+
+func TestHashEquivalentSpecs(t *testing.T) {
+	base := Spec{Name: "echo", Image: "127.0.0.1:5000/echo:v1"}
+	with := func(f func(*Spec)) Spec { s := base.Clone(); f(&s); return s }
+	for name, s := range map[string]Spec{
+		"empty labels (faas-cli, stack)": with(func(s *Spec) { s.Labels = map[string]string{} }),
+		"empty annotations":              with(func(s *Spec) { s.Annotations = map[string]string{} }),
+		"empty env":                      with(func(s *Spec) { s.Env = map[string]string{} }),
+		"empty secrets":                  with(func(s *Spec) { s.Secrets = []string{} }),
+		"empty constraints":              with(func(s *Spec) { s.Constraints = []string{} }),
+		"empty limits":                   with(func(s *Spec) { s.Limits = &Resources{} }),
+		"empty requests":                 with(func(s *Spec) { s.Requests = &Resources{} }),
+		"derived faas_function label":    with(func(s *Spec) { s.Labels = map[string]string{LabelFunctionName: "echo"} }),
+		"other constraints":              with(func(s *Spec) { s.Constraints = []string{"a=b"} }),
+		"replicas and times":             with(func(s *Spec) { s.Replicas, s.CreatedAt = 3, time.Now() }),
+		"everything empty at once": with(func(s *Spec) {
+			s.Labels, s.Annotations, s.Env = map[string]string{}, map[string]string{}, map[string]string{}
+			s.Secrets, s.Limits = []string{}, &Resources{}
+		}),
+	} {
+		if s.Hash() != base.Hash() {
+			t.Errorf("%s: hash %s, want %s", name, s.Hash(), base.Hash())
+		}
+	}
+	for name, s := range map[string]Spec{
+		"a label":      with(func(s *Spec) { s.Labels = map[string]string{"a": "b"} }),
+		"an env":       with(func(s *Spec) { s.Env = map[string]string{"a": "b"} }),
+		"a secret":     with(func(s *Spec) { s.Secrets = []string{"db"} }),
+		"a limit":      with(func(s *Spec) { s.Limits = &Resources{Memory: "64Mi"} }),
+		"another tag":  with(func(s *Spec) { s.Image = "127.0.0.1:5000/echo:v2" }),
+		"envProcess":   with(func(s *Spec) { s.EnvProcess = "cat" }),
+		"read-only fs": with(func(s *Spec) { s.ReadOnlyRootFilesystem = true }),
+	} {
+		if s.Hash() == base.Hash() {
+			t.Errorf("%s: same hash as the base spec", name)
+		}
+	}
+}
+
+func TestNormalizeImage(t *testing.T) {
+	for in, want := range map[string]string{
+		"echo":                       "echo:latest",
+		"echo:v1":                    "echo:v1",
+		"127.0.0.1:5000/echo":        "127.0.0.1:5000/echo:latest",
+		"127.0.0.1:5000/echo:v1":     "127.0.0.1:5000/echo:v1",
+		"ghcr.io/a/b@sha256:0123":    "ghcr.io/a/b@sha256:0123",
+		"ghcr.io/a/b:v1@sha256:0123": "ghcr.io/a/b:v1@sha256:0123",
+		"docker.io/library/alpine":   "docker.io/library/alpine:latest",
+		"":                           "",
+	} {
+		if got := NormalizeImage(in); got != want {
+			t.Errorf("NormalizeImage(%q) = %q, want %q", in, got, want)
+		}
+	}
+	a, b := Spec{Name: "x", Image: "echo"}, Spec{Name: "x", Image: "echo:latest"}
+	if a.Hash() != b.Hash() {
+		t.Error(`"echo" and "echo:latest" hash differently`)
+	}
+}
+
+// Replicas started by an ember that hashed faas-cli's "labels":{} as
+// such, or an untagged image as written, are the current spec's.
+func TestSameContainerAcceptsOlderHashes(t *testing.T) {
+	stored := Spec{Name: "echo", Image: "echo", Secrets: []string{"db"}} // as read back from the store
+	for name, started := range map[string]Spec{
+		"now":                  stored,
+		"faas-cli's {} labels": {Name: "echo", Image: "echo", Secrets: []string{"db"}, Labels: map[string]string{}, Annotations: map[string]string{}},
+		"only {} annotations":  {Name: "echo", Image: "echo", Secrets: []string{"db"}, Annotations: map[string]string{}},
+		"untagged image":       {Name: "echo", Image: "echo", Secrets: []string{"db"}},
+	} {
+		if !stored.SameContainer(started.rawHash()) {
+			t.Errorf("%s: replica hash %s not recognised", name, started.rawHash())
+		}
+	}
+	other := Spec{Name: "echo", Image: "echo", Secrets: []string{"db"}, Labels: map[string]string{"a": "b"}}
+	if stored.SameContainer(other.rawHash()) || stored.SameContainer(other.Hash()) {
+		t.Error("a spec with another label is taken for the same container")
 	}
 }

@@ -15,8 +15,9 @@ import (
 // Pausing goes straight to the cgroup freezer instead of through
 // containerd's task.Pause and task.Resume. Those spawn runc each time, about
 // 30 ms on a small host; writing the freezer file takes microseconds, and
-// waking a paused function is on a request's path. runc reads the same
-// freezer state, so containerd still reports a frozen task as paused.
+// waking a paused function is on a request's path. containerd does not
+// notice: it reports a task frozen this way as running (its shim keeps the
+// state it last set), so Replicas reads the freezer itself.
 
 const cgroupRoot = "/sys/fs/cgroup"
 

@@ -384,6 +384,13 @@ func (r *Runtime) Replicas(ctx context.Context) ([]function.Instance, error) {
 				rep.Status = function.TaskStatus(st.Status)
 				rep.Pid = task.Pid()
 			}
+			// containerd keeps reporting a task frozen through the
+			// freezer file as running: ask the freezer.
+			if rep.Status == function.TaskRunning && rep.Cgroup != "" {
+				if frozen, _ := isFrozen(rep.Cgroup); frozen {
+					rep.Status = function.TaskPaused
+				}
+			}
 		} else if !errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("task %s: %w", c.ID(), err)
 		}

@@ -242,6 +242,9 @@ func (c *Controller) Run(ctx context.Context) error {
 // and starts converging: a new function gets its replicas, an existing one
 // a rolling update. Nothing is changed when any step before storing fails.
 func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
+	// One form whatever the client: an unchanged redeploy, from any of
+	// them, must not roll the replicas.
+	spec = spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return err
 	}
@@ -265,6 +268,14 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 		spec.CreatedAt = old.CreatedAt
 		if spec.Replicas == 0 {
 			spec.Replicas = old.Replicas
+		}
+		// Bounds set with `ember scale --min/--max` outlive redeploys,
+		// as the replica count does.
+		if spec.ScaleMin == nil && spec.ScaleMax == nil {
+			spec.ScaleMin, spec.ScaleMax = old.ScaleMin, old.ScaleMax
+			if err := spec.ValidateBounds(); err != nil {
+				return fmt.Errorf("%w (bounds set with scale --min/--max)", err)
+			}
 		}
 	case !errors.Is(err, function.ErrNotFound):
 		return err
@@ -293,8 +304,8 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 
 // Scale sets a function's desired replica count.
 func (c *Controller) Scale(ctx context.Context, name string, replicas int) error {
-	if replicas < 0 {
-		return fmt.Errorf("%w: replicas must not be negative", function.ErrInvalid)
+	if replicas < 0 || replicas > function.ReplicaLimit {
+		return fmt.Errorf("%w: replicas must be between 0 and %d", function.ErrInvalid, function.ReplicaLimit)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -311,6 +322,39 @@ func (c *Controller) Scale(ctx context.Context, name string, replicas int) error
 	f.touched.Store(true)
 	c.kickAutoscaler()
 	c.log.Info("scaled", "fn", name, "replicas", replicas)
+	return nil
+}
+
+// SetBounds overrides a function's min and max replicas (nil keeps one
+// as it is) and brings the replica count within them. The replicas keep
+// running: bounds are not part of the spec's hash.
+func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	spec := f.specCopy()
+	if lo != nil {
+		spec.ScaleMin = lo
+	}
+	if hi != nil {
+		spec.ScaleMax = hi
+	}
+	if err := spec.ValidateBounds(); err != nil {
+		return err
+	}
+	if spec.Replicas > 0 {
+		spec.Replicas = min(max(spec.Replicas, spec.MinReplicas(), 1), spec.MaxReplicas())
+	}
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	f.setSpec(spec)
+	f.touched.Store(true)
+	c.kickAutoscaler()
+	c.log.Info("bounds set", "fn", name, "min", spec.MinReplicas(), "max", spec.MaxReplicas())
 	return nil
 }
 

@@ -205,7 +205,13 @@ func (f *fn) isRemoving() bool {
 // in "starting" and is back in rotation once its readiness is confirmed; a
 // paused one stays paused, a parked one stays parked.
 func (f *fn) adopt(in function.Instance) {
-	r := &replica{f: f, id: in.ID, hash: in.Hash, ip: in.IP, addr: f.addrOf(in.IP),
+	hash := in.Hash
+	if f.spec.SameContainer(hash) {
+		// Possibly an older ember's hash of the same spec: the replica is
+		// current, not outdated.
+		hash = f.spec.Hash()
+	}
+	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP),
 		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created}
 	switch in.Status {
 	case function.TaskPaused:

@@ -65,3 +65,30 @@ func TestOpenLockedByAnother(t *testing.T) {
 		t.Fatal("second Open of the same file succeeded")
 	}
 }
+
+// A spec as faas-cli sends it ("labels":{}) comes back from the store with
+// nil maps; its hash must not change on the way, or a daemon restart would
+// replace every replica.
+func TestRoundTripKeepsHash(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "ember.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, sp := range []function.Spec{
+		{Name: "a", Image: "img:1", Labels: map[string]string{}, Annotations: map[string]string{}},
+		{Name: "b", Image: "img", Env: map[string]string{}, Secrets: []string{}, Limits: &function.Resources{}},
+		{Name: "c", Image: "img:1", Labels: map[string]string{"x": "y"}, Secrets: []string{"db"}},
+	} {
+		if err := s.PutFunction(sp); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Function(sp.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Hash() != sp.Hash() {
+			t.Errorf("%s: hash %s after the store, %s before", sp.Name, got.Hash(), sp.Hash())
+		}
+	}
+}
