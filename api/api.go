@@ -27,6 +27,7 @@ type Functions interface {
 	Remove(ctx context.Context, name string) error
 	Scale(ctx context.Context, name string, replicas int) error
 	SetBounds(ctx context.Context, name string, min, max *int) error
+	Restart(ctx context.Context, name string) error
 	Spec(name string) (function.Spec, error)
 	Status(name string) (function.Status, error)
 	Functions() []function.Spec
@@ -58,11 +59,13 @@ type API struct {
 	fns     Functions
 	images  Images
 	secrets Secrets
-	logsrc  Logs
-	proxy   http.Handler
-	gather  prometheus.Gatherer
-	log     *slog.Logger
-	ready   func() bool
+	// projector is nil when nothing needs telling of secret changes.
+	projector SecretProjector
+	logsrc    Logs
+	proxy     http.Handler
+	gather    prometheus.Gatherer
+	log       *slog.Logger
+	ready     func() bool
 }
 
 // Deps are the API's collaborators.
@@ -70,7 +73,10 @@ type Deps struct {
 	Functions Functions
 	Images    Images
 	Secrets   Secrets
-	Logs      Logs
+	// SecretProjector, when set, is told of every secret update and
+	// deletion, so running replicas see the change.
+	SecretProjector SecretProjector
+	Logs            Logs
 	// Proxy serves /function/*.
 	Proxy http.Handler
 	// Gatherer feeds /metrics.
@@ -85,7 +91,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, logsrc: d.Logs,
+	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs,
 		proxy: d.Proxy, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
@@ -107,6 +113,7 @@ func (a *API) Handler(auth bool) http.Handler {
 	sys(http.MethodGet, "/system/function/:name", a.describeFunction)
 	sys(http.MethodPost, "/system/scale-function/:name", a.scaleFunction)
 	sys(http.MethodPost, "/system/scale-function", a.scaleFunction)
+	sys(http.MethodPost, "/system/restart/:name", a.restartFunction)
 	sys(http.MethodGet, "/system/info", a.info)
 	sys(http.MethodGet, "/system/status", a.systemStatus)
 	sys(http.MethodGet, "/system/namespaces", a.namespaces)
@@ -221,18 +228,8 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 		writeError(w, err)
 		return
 	}
-	if ws := r.URL.Query().Get("wait"); ws != "" {
-		d, err := time.ParseDuration(ws)
-		if err != nil || d <= 0 {
-			http.Error(w, fmt.Sprintf("wait %q is not a positive duration", ws), http.StatusBadRequest)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), d)
-		defer cancel()
-		if err := a.fns.WaitReady(ctx, spec.Name); err != nil {
-			http.Error(w, err.Error(), http.StatusGatewayTimeout)
-			return
-		}
+	if !a.waitReady(w, r, spec.Name) {
+		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
@@ -301,6 +298,46 @@ func (a *API) scaleFunction(w http.ResponseWriter, r *http.Request, ps httproute
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// restartFunction replaces a function's replicas with fresh ones in a
+// rolling update, for apps that read their secrets or configuration only
+// at start. ember's own route: OpenFaaS has none. With ?wait=DURATION it
+// answers once a restarted replica is ready.
+func (a *API) restartFunction(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	name, ok := a.resolve(w, ps.ByName("name"), r.URL.Query().Get("namespace"))
+	if !ok {
+		return
+	}
+	if err := a.fns.Restart(r.Context(), name); err != nil {
+		writeError(w, err)
+		return
+	}
+	if !a.waitReady(w, r, name) {
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// waitReady honours ?wait=DURATION: it waits for a ready replica of the
+// function's current spec, answering the reason when there is none.
+func (a *API) waitReady(w http.ResponseWriter, r *http.Request, name string) bool {
+	ws := r.URL.Query().Get("wait")
+	if ws == "" {
+		return true
+	}
+	d, err := time.ParseDuration(ws)
+	if err != nil || d <= 0 {
+		http.Error(w, fmt.Sprintf("wait %q is not a positive duration", ws), http.StatusBadRequest)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	defer cancel()
+	if err := a.fns.WaitReady(ctx, name); err != nil {
+		http.Error(w, err.Error(), http.StatusGatewayTimeout)
+		return false
+	}
+	return true
 }
 
 func (a *API) info(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {

@@ -24,10 +24,11 @@ import (
 )
 
 var (
-	_ api.Functions = (*fakeFunctions)(nil)
-	_ api.Images    = (*fakeImages)(nil)
-	_ api.Secrets   = (*fakeSecrets)(nil)
-	_ api.Logs      = (*fakeLogs)(nil)
+	_ api.Functions       = (*fakeFunctions)(nil)
+	_ api.Images          = (*fakeImages)(nil)
+	_ api.Secrets         = (*fakeSecrets)(nil)
+	_ api.SecretProjector = (*fakeProjector)(nil)
+	_ api.Logs            = (*fakeLogs)(nil)
 )
 
 var created = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -106,6 +107,18 @@ func (f *fakeFunctions) SetBounds(ctx context.Context, name string, lo, hi *int)
 	if err := s.ValidateBounds(); err != nil {
 		return err
 	}
+	f.specs[name] = s
+	return nil
+}
+
+func (f *fakeFunctions) Restart(ctx context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.specs[name]
+	if !ok {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	s.RestartGeneration++
 	f.specs[name] = s
 	return nil
 }
@@ -203,6 +216,26 @@ func (im *fakeImages) Import(ctx context.Context, archive io.Reader) ([]string, 
 	return []string{"docker.io/library/echo:1", "docker.io/library/echo:2"}, nil
 }
 
+// fakeProjector records which secrets were re-projected.
+type fakeProjector struct {
+	mu        sync.Mutex // guards below
+	refreshed []string
+	err       error
+}
+
+func (p *fakeProjector) RefreshSecret(ctx context.Context, name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refreshed = append(p.refreshed, name)
+	return p.err
+}
+
+func (p *fakeProjector) names() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.refreshed)
+}
+
 // fakeSecrets is an in-memory secret store.
 type fakeSecrets struct {
 	mu     sync.Mutex // guards values
@@ -288,6 +321,7 @@ type server struct {
 	fns     *fakeFunctions
 	images  *fakeImages
 	secrets *fakeSecrets
+	proj    *fakeProjector
 	logs    *fakeLogs
 	url     string
 	ready   *readyFlag
@@ -304,8 +338,8 @@ func (b *readyFlag) get() bool  { b.mu.Lock(); defer b.mu.Unlock(); return b.v }
 // newServer serves the API over loopback HTTP, with basic auth when auth.
 func newServer(t *testing.T, auth bool, specs ...function.Spec) *server {
 	t.Helper()
-	s := &server{fns: newFakeFunctions(specs...), images: &fakeImages{}, secrets: newFakeSecrets(), logs: &fakeLogs{},
-		ready: &readyFlag{v: true}}
+	s := &server{fns: newFakeFunctions(specs...), images: &fakeImages{}, secrets: newFakeSecrets(), proj: &fakeProjector{},
+		logs: &fakeLogs{}, ready: &readyFlag{v: true}}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "ember_test_total", Help: "test"}))
 	proxy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -313,7 +347,7 @@ func newServer(t *testing.T, auth bool, specs ...function.Spec) *server {
 	})
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	a := api.New(api.Config{Version: "1.2.3", Commit: "abc1234", User: user, Password: password, MaxBodyBytes: maxBody},
-		api.Deps{Functions: s.fns, Images: s.images, Secrets: s.secrets, Logs: s.logs, Proxy: proxy, Gatherer: reg, Ready: s.ready.get},
+		api.Deps{Functions: s.fns, Images: s.images, Secrets: s.secrets, SecretProjector: s.proj, Logs: s.logs, Proxy: proxy, Gatherer: reg, Ready: s.ready.get},
 		log)
 	srv := httptest.NewServer(a.Handler(auth))
 	t.Cleanup(srv.Close)
@@ -946,6 +980,55 @@ func TestSecrets(t *testing.T) {
 				t.Errorf("after %s %s: secrets (-want +got):\n%s", st.method, st.body, diff)
 			}
 		}
+	}
+}
+
+// Every update and deletion is re-projected into running replicas; a
+// failed projection is reported, not hidden behind a 200.
+func TestSecretsReachReplicas(t *testing.T) {
+	s := newServer(t, false)
+	s.call(t, "POST", "/system/secrets", `{"name":"db","value":"pw1"}`)
+	s.call(t, "PUT", "/system/secrets", `{"name":"db","value":"pw2"}`)
+	s.call(t, "PUT", "/system/secrets", `{"name":"ghost","value":"x"}`)
+	s.call(t, "DELETE", "/system/secrets", `{"name":"db"}`)
+	if diff := cmp.Diff([]string{"db", "db"}, s.proj.names()); diff != "" {
+		t.Errorf("refreshed (-want +got):\n%s", diff)
+	}
+	s.call(t, "POST", "/system/secrets", `{"name":"db","value":"pw1"}`)
+	s.proj.mu.Lock()
+	s.proj.err = errors.New("disk full")
+	s.proj.mu.Unlock()
+	r := s.call(t, "PUT", "/system/secrets", `{"name":"db","value":"pw3"}`)
+	if r.code != http.StatusInternalServerError || !strings.Contains(r.body, "may still see the old one: disk full") {
+		t.Errorf("failed projection = %d %q", r.code, r.body)
+	}
+}
+
+func TestRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name, path string
+		waitErr    error
+		wantCode   int
+		wantGen    int64
+	}{
+		{"by name", "/system/restart/echo", nil, http.StatusAccepted, 1},
+		{"qualified", "/system/restart/echo.openfaas-fn", nil, http.StatusAccepted, 1},
+		{"wait", "/system/restart/echo?wait=30s", nil, http.StatusAccepted, 1},
+		{"not ready", "/system/restart/echo?wait=30s", errors.New("echo not ready: exit code 3"), http.StatusGatewayTimeout, 1},
+		{"bad wait", "/system/restart/echo?wait=soon", nil, http.StatusBadRequest, 1},
+		{"other namespace", "/system/restart/echo?namespace=other", nil, http.StatusNotFound, 0},
+		{"unknown", "/system/restart/nope", nil, http.StatusNotFound, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, false, function.Spec{Name: "echo", Image: "echo:1"})
+			s.fns.setWaitErr(tc.waitErr)
+			if r := s.call(t, "POST", tc.path, nil); r.code != tc.wantCode {
+				t.Errorf("POST %s = %d %q, want %d", tc.path, r.code, r.body, tc.wantCode)
+			}
+			if sp, _ := s.fns.Spec("echo"); sp.RestartGeneration != tc.wantGen {
+				t.Errorf("restart generation %d, want %d", sp.RestartGeneration, tc.wantGen)
+			}
+		})
 	}
 }
 

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/julienschmidt/httprouter"
@@ -24,6 +26,25 @@ type Secrets interface {
 	Update(name string, value []byte) error
 	Delete(name string) error
 	Names() ([]string, error)
+}
+
+// SecretProjector brings the secrets that running replicas see up to date
+// after a secret changed.
+type SecretProjector interface {
+	RefreshSecret(ctx context.Context, name string) error
+}
+
+// refresh re-projects a changed secret. The client leaving does not stop
+// it half-way: replicas of one function would see different values.
+func (a *API) refresh(w http.ResponseWriter, r *http.Request, name string) bool {
+	if a.projector == nil {
+		return true
+	}
+	if err := a.projector.RefreshSecret(context.WithoutCancel(r.Context()), name); err != nil {
+		writeError(w, fmt.Errorf("secret %s stored, but running replicas may still see the old one: %w", name, err))
+		return false
+	}
+	return true
 }
 
 func (a *API) listSecrets(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -82,6 +103,9 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, update bool) {
 		return
 	}
 	if update {
+		if !a.refresh(w, r, s.Name) {
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 	} else {
 		w.WriteHeader(http.StatusCreated)
@@ -106,6 +130,9 @@ func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, _ httprouter.
 			return
 		}
 		writeError(w, err)
+		return
+	}
+	if !a.refresh(w, r, s.Name) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)

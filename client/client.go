@@ -159,6 +159,17 @@ func (c *Client) SetBounds(ctx context.Context, name string, replicas, lo, hi *u
 	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(name), body, nil)
 }
 
+// Restart replaces a function's replicas in a rolling update. With
+// wait > 0 it returns once a restarted replica is ready, or with the
+// reason it is not.
+func (c *Client) Restart(ctx context.Context, name string, wait time.Duration) error {
+	path := "/system/restart/" + url.PathEscape(name)
+	if wait > 0 {
+		path += "?wait=" + url.QueryEscape(wait.String())
+	}
+	return c.do(ctx, http.MethodPost, path, nil, nil)
+}
+
 // Info returns the daemon's version information.
 func (c *Client) Info(ctx context.Context) (api.GatewayInfo, error) {
 	var out api.GatewayInfo

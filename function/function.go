@@ -102,6 +102,10 @@ type Spec struct {
 	ScaleMin *int `json:"scaleMin,omitempty"`
 	ScaleMax *int `json:"scaleMax,omitempty"`
 
+	// RestartGeneration counts `ember restart`s: raising it changes Hash,
+	// so the controller replaces every replica in a rolling update.
+	RestartGeneration int64 `json:"restartGeneration,omitempty"`
+
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
@@ -177,6 +181,11 @@ func (s Spec) rawHash() string {
 	// json.Encoder sorts map keys, so the hash is stable.
 	_ = enc.Encode([]any{s.Image, s.EnvProcess, s.Env, s.Labels, s.Annotations,
 		s.Secrets, s.Limits, s.Requests, s.ReadOnlyRootFilesystem})
+	// Only when set, so that specs stored before restarts existed keep
+	// their hash and an upgrade restarts nothing.
+	if s.RestartGeneration != 0 {
+		fmt.Fprintf(h, "restart %d\n", s.RestartGeneration)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

@@ -1,6 +1,9 @@
 package function
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -160,5 +163,32 @@ func TestSameContainerAcceptsOlderHashes(t *testing.T) {
 	other := Spec{Name: "echo", Image: "echo", Secrets: []string{"db"}, Labels: map[string]string{"a": "b"}}
 	if stored.SameContainer(other.rawHash()) || stored.SameContainer(other.Hash()) {
 		t.Error("a spec with another label is taken for the same container")
+	}
+}
+
+// A restart generation changes the hash, but only once set: specs stored
+// before it existed keep their hash, so an upgrade restarts nothing.
+func TestHashRestartGeneration(t *testing.T) {
+	s := Spec{Name: "fn", Image: "img:1", EnvProcess: "cat", Env: map[string]string{"A": "1"},
+		Labels: map[string]string{"l": "v"}, Annotations: map[string]string{"a": "b"}, Secrets: []string{"db"},
+		Limits: &Resources{Memory: "128Mi"}, ReadOnlyRootFilesystem: true}
+	// The hash as it was computed before restarts existed.
+	h := sha256.New()
+	json.NewEncoder(h).Encode([]any{s.Image, s.EnvProcess, s.Env, s.Labels, s.Annotations,
+		s.Secrets, s.Limits, s.Requests, s.ReadOnlyRootFilesystem})
+	if want := hex.EncodeToString(h.Sum(nil))[:16]; s.Hash() != want {
+		t.Errorf("hash without a restart = %s, want the old %s", s.Hash(), want)
+	}
+	seen := map[string]int64{}
+	for gen := range int64(4) {
+		r := s.Clone()
+		r.RestartGeneration = gen
+		if prev, ok := seen[r.Hash()]; ok {
+			t.Errorf("generation %d hashes like %d", gen, prev)
+		}
+		seen[r.Hash()] = gen
+		if r.Hash() != r.Clone().Hash() {
+			t.Errorf("generation %d: hash not stable", gen)
+		}
 	}
 }

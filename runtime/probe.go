@@ -172,7 +172,9 @@ func (r *Runtime) Sweep(ctx context.Context, keep func(id string) bool) error {
 	if ents, err := os.ReadDir(filesDir(r.cfg.StateDir)); err == nil {
 		for _, e := range ents {
 			if !keep(e.Name()) {
-				os.RemoveAll(filepath.Join(filesDir(r.cfg.StateDir), e.Name()))
+				if err := r.removeReplicaFiles(e.Name()); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}

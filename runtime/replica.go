@@ -331,7 +331,7 @@ func (r *Runtime) cleanup(ctx context.Context, fn, id string) error {
 	if err := r.net.Detach(ctx, id); err != nil {
 		errs = append(errs, fmt.Errorf("network: %w", err))
 	}
-	if err := os.RemoveAll(filepath.Join(filesDir(r.cfg.StateDir), id)); err != nil {
+	if err := r.removeReplicaFiles(id); err != nil {
 		errs = append(errs, err)
 	}
 	if fn != "" {

@@ -94,6 +94,10 @@ type Runtime struct {
 
 	logs *collector
 
+	// secretsMu serialises secret projections with each other and with
+	// the removal of replica files.
+	secretsMu sync.Mutex
+
 	mu   sync.Mutex           // guards below
 	ooms map[string]time.Time // container ID → last OOM kill, from containerd's events
 	cpu  map[string]cpuSample // cgroup → last CPU reading, for Usage

@@ -3,7 +3,6 @@ package runtime
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -68,7 +67,7 @@ func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, 
 	}
 	opts = append(opts, res...)
 	if len(spec.Secrets) > 0 {
-		opts = append(opts, r.withSecrets(spec.Secrets, filepath.Dir(hostsFile)))
+		opts = append(opts, r.withSecrets(spec.Name, spec.Secrets, filepath.Dir(hostsFile)))
 	}
 	return opts, nil
 }
@@ -76,35 +75,19 @@ func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, 
 // SecretsDir is where functions find their secrets, as on OpenFaaS.
 const SecretsDir = "/var/openfaas/secrets"
 
-// withSecrets mounts each secret read-only at SecretsDir/NAME. It runs
-// after the image config set the user: each replica gets its own copy,
-// owned by the function's user and readable by it alone, so a non-root
-// function can read what root keeps at mode 0600.
-func (r *Runtime) withSecrets(names []string, dir string) oci.SpecOpts {
+// withSecrets mounts the replica's projected secrets (see secrets.go)
+// read-only as SecretsDir. It runs after the image config set the user:
+// the files are owned by the function's user and readable by it alone, so
+// a non-root function can read what root keeps at mode 0600.
+func (r *Runtime) withSecrets(fn string, names []string, dir string) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		if r.cfg.Secrets == nil {
-			return errors.New("secrets: no secret store")
-		}
-		sdir := filepath.Join(dir, "secrets")
-		if err := os.MkdirAll(sdir, 0o700); err != nil {
+		meta := secretsMeta{Function: fn, Names: slices.Clone(names), UID: s.Process.User.UID, GID: s.Process.User.GID}
+		sdir, err := r.projectReplicaSecrets(dir, meta)
+		if err != nil {
 			return err
 		}
-		uid, gid := s.Process.User.UID, s.Process.User.GID
-		for _, name := range names {
-			v, err := r.cfg.Secrets.Value(name)
-			if err != nil {
-				return fmt.Errorf("unable to find secret: %s: %w", name, err)
-			}
-			p := filepath.Join(sdir, name)
-			if err := os.WriteFile(p, v, 0o400); err != nil {
-				return err
-			}
-			if err := os.Chown(p, int(uid), int(gid)); err != nil {
-				return err
-			}
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: SecretsDir + "/" + name, Type: "bind", Source: p,
-				Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
-		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: SecretsDir, Type: "bind", Source: sdir,
+			Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
 		return nil
 	}
 }

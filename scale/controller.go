@@ -277,6 +277,9 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 				return fmt.Errorf("%w (bounds set with scale --min/--max)", err)
 			}
 		}
+		// Deployments do not carry it: a redeploy of the same spec after a
+		// restart must not restart again.
+		spec.RestartGeneration = old.RestartGeneration
 	case !errors.Is(err, function.ErrNotFound):
 		return err
 	}
@@ -355,6 +358,30 @@ func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) er
 	f.touched.Store(true)
 	c.kickAutoscaler()
 	c.log.Info("bounds set", "fn", name, "min", spec.MinReplicas(), "max", spec.MaxReplicas())
+	return nil
+}
+
+// Restart replaces every replica of a function with a fresh one, through
+// the same rolling update as a deploy: new replicas are ready before the
+// old ones drain. It raises the spec's restart generation, stored first,
+// so a restart survives a daemon restart half-way.
+func (c *Controller) Restart(_ context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	spec := f.specCopy()
+	spec.RestartGeneration++
+	spec.UpdatedAt = time.Now().UTC()
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	f.setSpec(spec)
+	f.touched.Store(true)
+	c.kickAutoscaler()
+	c.log.Info("restarting", "fn", name, "generation", spec.RestartGeneration)
 	return nil
 }
 

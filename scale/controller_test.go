@@ -662,6 +662,51 @@ func TestRollingUpdate(t *testing.T) {
 
 // An update whose new version never becomes ready must leave the old
 // version serving.
+// Restart replaces every replica through a rolling update, and a redeploy
+// of the same spec afterwards restarts nothing more.
+func TestRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{})
+		e.start()
+		v1 := spec("echo", "echo:1")
+		v1.Replicas = 2
+		e.deploy(v1)
+		synctest.Wait()
+		old := e.readyIDs("echo")
+		if len(old) != 2 {
+			t.Fatalf("ready = %v, want 2", old)
+		}
+		e.rt.setOnRemove(func(fn, id string) {
+			if ready := e.readyIDs("echo"); len(ready) == 0 {
+				t.Errorf("removing %s with no ready replica left", id)
+			}
+		})
+		if err := e.c.Restart(t.Context(), "echo"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		now := e.readyIDs("echo")
+		if len(now) != 2 || slices.ContainsFunc(now, func(id string) bool { return slices.Contains(old, id) }) {
+			t.Errorf("after restart ready = %v, want 2 new (old %v)", now, old)
+		}
+		stored, _ := e.st.Function("echo")
+		if stored.RestartGeneration != 1 {
+			t.Errorf("stored generation %d, want 1", stored.RestartGeneration)
+		}
+		if got := len(e.rt.createdFor("echo")); got != 4 {
+			t.Errorf("created %d replicas, want 4", got)
+		}
+		e.deploy(v1)
+		synctest.Wait()
+		if got := len(e.rt.createdFor("echo")); got != 4 {
+			t.Errorf("a redeploy after a restart created %d replicas, want still 4", got)
+		}
+		if err := e.c.Restart(t.Context(), "nope"); !errors.Is(err, function.ErrNotFound) {
+			t.Errorf("Restart(nope) = %v", err)
+		}
+	})
+}
+
 func TestRollingUpdateBrokenVersionKeepsOld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, scale.Config{})

@@ -401,6 +401,38 @@ func scaleMessage(o scaleOptions, f api.FunctionStatus) string {
 	}
 }
 
+func newRestartCmd() *cobra.Command {
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "restart NAME",
+		Short: "Replace a function's replicas one rolling update at a time (for apps that read secrets only at start)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRestart(cmd.Context(), clientFor(cmd), args[0], wait, timeout, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until a restarted replica is ready")
+	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for a restarted replica")
+	return cmd
+}
+
+func runRestart(ctx context.Context, c *client.Client, name string, wait bool, timeout time.Duration, w io.Writer) error {
+	var d time.Duration
+	if wait {
+		d = timeout
+	}
+	if err := c.Restart(ctx, name, d); err != nil {
+		return err
+	}
+	if wait {
+		fmt.Fprintf(w, "Restarted %s: ready; old replicas drain.\n", name)
+	} else {
+		fmt.Fprintf(w, "Restarting %s.\n", name)
+	}
+	return nil
+}
+
 type invokeOptions struct {
 	Name, Path, Method string
 	Headers            []string

@@ -171,7 +171,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket}},
-		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, Logs: rt, Proxy: px, Gatherer: reg},
+		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Gatherer: reg},
 		log.With("component", "api"))
 
 	if o.Pprof != "" {

@@ -33,6 +33,7 @@ func (f *specRecorder) Deploy(_ context.Context, s function.Spec) error {
 }
 func (f *specRecorder) Remove(context.Context, string) error                { return nil }
 func (f *specRecorder) Scale(context.Context, string, int) error            { return nil }
+func (f *specRecorder) Restart(context.Context, string) error               { return nil }
 func (f *specRecorder) SetBounds(context.Context, string, *int, *int) error { return nil }
 func (f *specRecorder) Spec(string) (function.Spec, error)                  { return function.Spec{}, nil }
 func (f *specRecorder) Status(string) (function.Status, error)              { return function.Status{}, nil }

@@ -32,7 +32,7 @@ func newSecretPutCmd(update bool) *cobra.Command {
 	var o secretOptions
 	use, short := "create NAME", "Create a secret from --from-literal, --from-file or stdin"
 	if update {
-		use, short = "update NAME", "Replace a secret's value (new replicas see it)"
+		use, short = "update NAME", "Replace a secret's value (running replicas see it at once)"
 	}
 	cmd := &cobra.Command{
 		Use:   use,
