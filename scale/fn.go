@@ -92,6 +92,7 @@ type replica struct {
 	backoff      time.Duration
 	restartAt    time.Time
 	cancel       context.CancelFunc // stops its watchers
+	ready        readyState         // HTTP readiness, see ready.go
 }
 
 func newFn(c *Controller, spec function.Spec) *fn {
@@ -200,6 +201,9 @@ func (f *fn) isRemoving() bool {
 func (f *fn) adopt(in function.Instance) {
 	r := &replica{f: f, id: in.ID, hash: in.Hash, ip: in.IP, addr: f.addrOf(in.IP),
 		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created}
+	if in.Hash == f.spec.Hash() {
+		r.ready = readyFor(f.spec)
+	}
 	switch in.Status {
 	case function.TaskPaused:
 		r.state = function.StatePaused
@@ -255,9 +259,11 @@ func (f *fn) run(ctx context.Context) {
 	var (
 		health = time.NewTimer(f.c.cfg.HealthInterval)
 		retry  = time.NewTimer(time.Hour)
+		ready  = time.NewTimer(time.Hour)
 	)
 	defer health.Stop()
 	defer retry.Stop()
+	defer ready.Stop()
 	healthArmed := true
 	// Adopted replicas need watchers.
 	f.mu.Lock()
@@ -291,6 +297,11 @@ func (f *fn) run(ctx context.Context) {
 			}
 			healthC = health.C
 		}
+		var readyC <-chan time.Time
+		if at := f.nextReadyCheck(); !at.IsZero() {
+			ready.Reset(time.Until(at))
+			readyC = ready.C
+		}
 		select {
 		case <-ctx.Done():
 			f.mu.Lock()
@@ -309,6 +320,8 @@ func (f *fn) run(ctx context.Context) {
 		case <-healthC:
 			healthArmed = false
 			f.checkHealth()
+		case <-readyC:
+			f.checkReady(ctx)
 		case <-retryC:
 		}
 	}
