@@ -30,6 +30,18 @@ const (
 	LabelDeleteAfter       = "ember.scale.delete-after"
 )
 
+// Annotations with OpenFaaS's names for an HTTP readiness check on top of
+// the lock file and the open port.
+const (
+	AnnotationReadyPath         = "com.openfaas.ready.http.path"
+	AnnotationReadyInitialDelay = "com.openfaas.ready.http.initialDelay"
+	AnnotationReadyPeriod       = "com.openfaas.ready.http.periodSeconds"
+)
+
+// DefaultReadyPeriod is how often a ready replica's readiness path is
+// checked when periodSeconds is not given: Kubernetes' default.
+const DefaultReadyPeriod = 10 * time.Second
+
 // Scale types: what the autoscaler's target counts.
 const (
 	ScaleCapacity = "capacity" // requests in flight per replica
@@ -387,6 +399,9 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("%w: label %s=%q is not true or false", ErrInvalid, LabelScaleZero, v)
 		}
 	}
+	if _, _, err := s.parseReadyHTTP(); err != nil {
+		return err
+	}
 	if s.Limits != nil {
 		if s.Limits.Memory != "" {
 			if _, err := ParseMemory(s.Limits.Memory); err != nil {
@@ -420,6 +435,59 @@ func (s Spec) ValidateBounds() error {
 		return fmt.Errorf("%w: max replicas %d is below min replicas %d", ErrInvalid, hi, lo)
 	}
 	return nil
+}
+
+// ReadyHTTP is an HTTP readiness check: a replica is ready only when a GET
+// of Path answers 2xx, first InitialDelay after it started, then every
+// Period while it runs.
+type ReadyHTTP struct {
+	Path         string
+	InitialDelay time.Duration
+	Period       time.Duration
+}
+
+// ReadyHTTP returns the function's HTTP readiness check; ok is false when
+// the annotation com.openfaas.ready.http.path is not set. Invalid values
+// (refused by Validate) read as the defaults.
+func (s Spec) ReadyHTTP() (_ ReadyHTTP, ok bool) {
+	r, ok, err := s.parseReadyHTTP()
+	if err != nil {
+		r = ReadyHTTP{Path: r.Path, Period: DefaultReadyPeriod}
+	}
+	return r, ok
+}
+
+// parseReadyHTTP reads the readiness annotations. initialDelay takes a Go
+// duration ("2s", as OpenFaaS's examples write it) or plain seconds ("2",
+// as Kubernetes' initialDelaySeconds); periodSeconds takes whole seconds
+// only, as its name says. The delay and period are checked even without a
+// path, so that a typo is not silently ignored.
+func (s Spec) parseReadyHTTP() (r ReadyHTTP, ok bool, err error) {
+	r.Period = DefaultReadyPeriod
+	path, ok := s.Annotations[AnnotationReadyPath]
+	r.Path = strings.TrimSpace(path)
+	if ok && (!strings.HasPrefix(r.Path, "/") || strings.ContainsAny(r.Path, " \t\n\r")) {
+		return r, ok, fmt.Errorf("%w: annotation %s=%q is not a path such as /ready", ErrInvalid, AnnotationReadyPath, path)
+	}
+	if v, set := s.Annotations[AnnotationReadyInitialDelay]; set {
+		v = strings.TrimSpace(v)
+		d, derr := time.ParseDuration(v)
+		if n, nerr := strconv.Atoi(v); nerr == nil {
+			d, derr = time.Duration(n)*time.Second, nil
+		}
+		if derr != nil || d < 0 {
+			return r, ok, fmt.Errorf("%w: annotation %s=%q is not a duration such as 2s", ErrInvalid, AnnotationReadyInitialDelay, v)
+		}
+		r.InitialDelay = d
+	}
+	if v, set := s.Annotations[AnnotationReadyPeriod]; set {
+		n, perr := strconv.Atoi(strings.TrimSpace(v))
+		if perr != nil || n < 1 {
+			return r, ok, fmt.Errorf("%w: annotation %s=%q is not a whole number of seconds of at least 1", ErrInvalid, AnnotationReadyPeriod, v)
+		}
+		r.Period = time.Duration(n) * time.Second
+	}
+	return r, ok, nil
 }
 
 // ValidateName reports whether name is a DNS-1123 label: 1-63 characters of

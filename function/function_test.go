@@ -192,3 +192,44 @@ func TestHashRestartGeneration(t *testing.T) {
 		}
 	}
 }
+
+func TestReadyHTTPAnnotations(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		ann     map[string]string
+		want    ReadyHTTP
+		ok      bool
+		wantErr string // names the annotation; "" for valid
+	}{
+		{"none", nil, ReadyHTTP{Period: DefaultReadyPeriod}, false, ""},
+		{"path only", map[string]string{AnnotationReadyPath: "/ready"}, ReadyHTTP{Path: "/ready", Period: DefaultReadyPeriod}, true, ""},
+		{"all", map[string]string{AnnotationReadyPath: "/_/ready", AnnotationReadyInitialDelay: "2s", AnnotationReadyPeriod: "3"},
+			ReadyHTTP{Path: "/_/ready", InitialDelay: 2 * time.Second, Period: 3 * time.Second}, true, ""},
+		{"delay in seconds", map[string]string{AnnotationReadyPath: "/ready", AnnotationReadyInitialDelay: "5"},
+			ReadyHTTP{Path: "/ready", InitialDelay: 5 * time.Second, Period: DefaultReadyPeriod}, true, ""},
+		{"relative path", map[string]string{AnnotationReadyPath: "ready"}, ReadyHTTP{}, true, AnnotationReadyPath},
+		{"bad delay", map[string]string{AnnotationReadyPath: "/ready", AnnotationReadyInitialDelay: "soon"}, ReadyHTTP{}, true, AnnotationReadyInitialDelay},
+		{"negative delay", map[string]string{AnnotationReadyPath: "/ready", AnnotationReadyInitialDelay: "-1s"}, ReadyHTTP{}, true, AnnotationReadyInitialDelay},
+		{"bad period", map[string]string{AnnotationReadyPath: "/ready", AnnotationReadyPeriod: "10s"}, ReadyHTTP{}, true, AnnotationReadyPeriod},
+		{"zero period", map[string]string{AnnotationReadyPath: "/ready", AnnotationReadyPeriod: "0"}, ReadyHTTP{}, true, AnnotationReadyPeriod},
+		{"bad period without path", map[string]string{AnnotationReadyPeriod: "x"}, ReadyHTTP{}, false, AnnotationReadyPeriod},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := Spec{Name: "fn", Image: "img", Annotations: tc.ann}
+			err := s.Validate()
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Validate = %v, want ErrInvalid naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate = %v", err)
+			}
+			got, ok := s.ReadyHTTP()
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("ReadyHTTP = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/snapshots"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // LockVisible looks for the lock file through /proc/PID/root, which shows
@@ -54,6 +55,13 @@ func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
 		}
 		return false, err
 	}
+	if !probeFits(spec) {
+		ok, err := r.LockVisible(task.Pid())
+		if err != nil {
+			return false, fmt.Errorf("lock of %s: %w", id, err)
+		}
+		return ok, nil
+	}
 	p := *spec.Process
 	p.Terminal = false
 	p.Args = []string{ProbePath, "probe", LockPath}
@@ -86,6 +94,32 @@ func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
+}
+
+// probeHeadroom is the memory a container must have left under its limit
+// for an exec probe: the exec'd processes (runc's init, then the probe, a
+// Go binary) join the container's memory cgroup, and together peak near
+// 40 MiB of RSS here. In a container close to its limit (a tiny --memory
+// such as 5Mi, or a function near its own) the kernel's OOM killer would
+// kill the probe or, worse, the function, and containerd would report an
+// OOM against the function either way.
+const probeHeadroom = 40 << 20
+
+// probeFits reports whether an exec probe can run in the container without
+// pushing it towards its memory limit. When it cannot, the stat through
+// /proc/PID/root stands in for it: it already sees the container's own
+// mounts and files; what the exec adds is the view as the container's own
+// user, which is not worth an OOM kill.
+func probeFits(spec *specs.Spec) bool {
+	if spec.Linux == nil || spec.Linux.Resources == nil || spec.Linux.Resources.Memory == nil ||
+		spec.Linux.Resources.Memory.Limit == nil || *spec.Linux.Resources.Memory.Limit <= 0 {
+		return true
+	}
+	_, used, ok := readCgroup(spec.Linux.CgroupsPath)
+	if !ok {
+		return false // unknown use: do not risk it
+	}
+	return float64(*spec.Linux.Resources.Memory.Limit)-used >= probeHeadroom
 }
 
 // LogTail returns up to n last lines of a replica's output: from the raw

@@ -63,7 +63,7 @@ func (f *fn) refused(id string) {
 	r.message = "refused a connection: waiting until it accepts again"
 	f.c.log.Warn("replica refused a connection", "fn", f.name, "replica", id)
 	f.publish()
-	go f.waitReady(r.wctx, r.id, r.pid, r.addr, false)
+	go f.waitReady(r.wctx, r.id, r.pid, r.addr, false, r.ready.http, r.started)
 }
 
 // Acquire picks the next ready replica of a function, round-robin. When

@@ -48,6 +48,7 @@ func newAutoEnv(t *testing.T, cfg scale.Config) (*env, *fakeMemory) {
 	mem := &fakeMemory{}
 	rt := newFakeRuntime()
 	cfg.Dial = rt.dial
+	cfg.ReadyGet = rt.readyGet
 	cfg.MemoryLow = mem.check
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -94,6 +94,10 @@ type Config struct {
 	Port int
 	// Dial checks that a replica accepts connections; default a TCP dial.
 	Dial func(ctx context.Context, addr string) error
+	// ReadyGet asks a replica's HTTP readiness path and returns the status
+	// code; default a plain GET of http://ADDR/PATH. The context carries a
+	// short timeout per attempt.
+	ReadyGet func(ctx context.Context, addr, path string) (status int, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -134,6 +138,9 @@ func (c *Config) setDefaults() {
 			}
 			return err
 		}
+	}
+	if c.ReadyGet == nil {
+		c.ReadyGet = readyGetter()
 	}
 }
 

@@ -37,6 +37,7 @@ func newEnv(t *testing.T, cfg scale.Config, specs ...function.Spec) *env {
 	t.Helper()
 	rt := newFakeRuntime()
 	cfg.Dial = rt.dial
+	cfg.ReadyGet = rt.readyGet
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {

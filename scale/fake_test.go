@@ -32,6 +32,7 @@ type fakeRuntime struct {
 	nextIP    int
 	nextPid   uint32
 	newLock   bool              // lock state of newly created replicas
+	newReady  int               // readiness status of newly created replicas
 	failImage map[string]error  // image → EnsureImage error
 	crash     map[string]uint32 // image → exit code: processes exit as soon as waited for
 	logTail   []string
@@ -62,6 +63,7 @@ type fakeReplica struct {
 	inst    function.Instance
 	image   string
 	lock    bool
+	ready   int // status its readiness path answers; 0: connection refused
 	waiters []*fakeWaiter
 }
 
@@ -84,6 +86,7 @@ func newFakeRuntime() *fakeRuntime {
 	return &fakeRuntime{
 		reps:      map[string]*fakeReplica{},
 		newLock:   true,
+		newReady:  200,
 		failImage: map[string]error{},
 		crash:     map[string]uint32{},
 		logTail:   []string{"fake: last line of output"},
@@ -118,7 +121,7 @@ func (rt *fakeRuntime) Create(ctx context.Context, spec function.Spec, id string
 		Created:  time.Now(),
 		Cgroup:   "/ember/" + id,
 	}
-	rt.reps[id] = &fakeReplica{inst: in, image: spec.Image, lock: rt.newLock}
+	rt.reps[id] = &fakeReplica{inst: in, image: spec.Image, lock: rt.newLock, ready: rt.newReady}
 	rt.created = append(rt.created, createRec{Function: spec.Name, ID: id, Hash: in.Hash, At: in.Created})
 	rt.note("Create", spec.Name)
 	return in, nil
@@ -342,6 +345,61 @@ func (rt *fakeRuntime) dial(ctx context.Context, addr string) error {
 	return &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 }
 
+// readyGet is the Config.ReadyGet of the tests: a running replica answers
+// its readiness status on any path (a frozen one never answers); the call
+// is journaled as "ReadyGet PATH".
+func (rt *fakeRuntime) readyGet(ctx context.Context, addr, path string) (int, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, r := range rt.reps {
+		if r.inst.IP.String()+":8080" != addr {
+			continue
+		}
+		rt.note("ReadyGet "+path, r.function())
+		switch {
+		case r.inst.Status == function.TaskPaused:
+			rt.mu.Unlock()
+			<-ctx.Done()
+			rt.mu.Lock()
+			return 0, ctx.Err()
+		case r.inst.Status != function.TaskRunning || r.ready == 0:
+			return 0, errors.New("connection refused")
+		}
+		return r.ready, nil
+	}
+	return 0, errors.New("no route to host")
+}
+
+// setReady sets the status replica id's readiness path answers.
+func (rt *fakeRuntime) setReady(id string, status int) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	if r == nil {
+		panic("setReady: no replica " + id)
+	}
+	r.ready = status
+}
+
+func (rt *fakeRuntime) setNewReady(status int) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.newReady = status
+}
+
+// calledAt lists when op was called for function fn.
+func (rt *fakeRuntime) calledAt(op, fn string) []time.Time {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var out []time.Time
+	for _, c := range rt.journal {
+		if c.Op == op && c.Function == fn {
+			out = append(out, c.At)
+		}
+	}
+	return out
+}
+
 // note records a call. Called with rt.mu held.
 func (rt *fakeRuntime) note(op, fn string) {
 	rt.journal = append(rt.journal, fakeCall{Op: op, Function: fn, At: time.Now()})
@@ -437,7 +495,7 @@ func (rt *fakeRuntime) setNewLock(ok bool) {
 func (rt *fakeRuntime) add(in function.Instance) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	rt.reps[in.ID] = &fakeReplica{inst: in, lock: true}
+	rt.reps[in.ID] = &fakeReplica{inst: in, lock: true, ready: 200}
 }
 
 func (rt *fakeRuntime) createdFor(fn string) []createRec {

@@ -97,6 +97,7 @@ type replica struct {
 	restartAt    time.Time
 	cancel       context.CancelFunc // stops its watchers
 	wctx         context.Context    // the watchers' context, ended by cancel
+	ready        readyState         // HTTP readiness, see ready.go
 }
 
 func newFn(c *Controller, spec function.Spec) *fn {
@@ -213,6 +214,9 @@ func (f *fn) adopt(in function.Instance) {
 	}
 	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP),
 		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created}
+	if in.Hash == f.spec.Hash() {
+		r.ready = readyFor(f.spec)
+	}
 	switch in.Status {
 	case function.TaskPaused:
 		r.state = function.StatePaused
@@ -268,9 +272,11 @@ func (f *fn) run(ctx context.Context) {
 	var (
 		health = time.NewTimer(f.c.cfg.HealthInterval)
 		retry  = time.NewTimer(time.Hour)
+		ready  = time.NewTimer(time.Hour)
 	)
 	defer health.Stop()
 	defer retry.Stop()
+	defer ready.Stop()
 	healthArmed := true
 	// Adopted replicas need watchers.
 	f.mu.Lock()
@@ -304,6 +310,11 @@ func (f *fn) run(ctx context.Context) {
 			}
 			healthC = health.C
 		}
+		var readyC <-chan time.Time
+		if at := f.nextReadyCheck(); !at.IsZero() {
+			ready.Reset(time.Until(at))
+			readyC = ready.C
+		}
 		select {
 		case <-ctx.Done():
 			f.mu.Lock()
@@ -322,6 +333,8 @@ func (f *fn) run(ctx context.Context) {
 		case <-healthC:
 			healthArmed = false
 			f.checkHealth()
+		case <-readyC:
+			f.checkReady(ctx)
 		case <-retryC:
 		}
 	}
@@ -529,14 +542,22 @@ func (f *fn) currentReady() (ok, hopeless bool, why string) {
 	hash := f.spec.Hash()
 	eps := *f.eps.Load()
 	ok = len(eps) > 0
+	rolling := false
 	for _, r := range eps {
 		if r.hash != hash {
-			ok = false
-			why = "rolling update: old replicas still serving"
+			ok, rolling = false, true
 		}
 	}
 	if ok {
 		return true, false, ""
+	}
+	if rolling {
+		// Said unless a new replica has something more telling.
+		defer func() {
+			if why == "" {
+				why = "rolling update: old replicas still serving"
+			}
+		}()
 	}
 	for _, r := range f.replicas {
 		if r.hash != hash || r.state == function.StateReady {

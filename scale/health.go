@@ -28,7 +28,7 @@ func (f *fn) checkHealth() {
 			continue
 		}
 		switch {
-		case ok && r.state == function.StateUnhealthy:
+		case ok && r.state == function.StateUnhealthy && !r.ready.failing:
 			r.state, r.misses, r.message = function.StateReady, 0, ""
 			r.closed.Store(false)
 			f.c.log.Info("replica healthy again", "fn", f.name, "replica", r.id)

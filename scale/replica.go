@@ -15,7 +15,7 @@ func (f *fn) create(ctx context.Context) {
 	spec := f.spec.Clone()
 	id := newReplicaID(f.name)
 	r := &replica{f: f, id: id, hash: spec.Hash(), state: function.StateStarting, started: time.Now(),
-		message: "creating container"}
+		message: "creating container", ready: readyFor(spec)}
 	f.replicas[id] = r
 	go func() {
 		in, err := f.c.rt.Create(ctx, spec, id)
@@ -82,24 +82,28 @@ func (f *fn) watch(ctx context.Context, r *replica, probe bool) {
 		f.send(ctx, func() { f.exited(ctx, id, ex) })
 	}()
 	if r.state == function.StateStarting {
-		go f.waitReady(wctx, id, pid, addr, probe)
+		go f.waitReady(wctx, id, pid, addr, probe, r.ready.http, r.started)
 	}
 }
 
-// waitReady polls a starting replica until the lock file exists and the
-// port accepts connections, then (with probe) confirms the lock through
-// task exec. The poll is a stat and a dial, so it can be fast.
-func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, probe bool) {
+// waitReady polls a starting replica until the lock file exists, the
+// port accepts connections and the readiness path (rh, if any) answers
+// 2xx, then (with probe) confirms the lock through task exec. The poll is a
+// stat and a dial, so it can be fast.
+func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, probe bool, rh *function.ReadyHTTP, since time.Time) {
 	delay := time.Millisecond
 	var last string
 	for {
 		msg := ""
+		wait := delay
 		if ok, err := f.c.rt.LockVisible(pid); err != nil {
 			msg = "checking " + lockPath + ": " + err.Error()
 		} else if !ok {
 			msg = "no lock file " + lockPath + " yet"
 		} else if err := f.c.cfg.Dial(ctx, addr); err != nil {
 			msg = lockPath + " present, port not accepting connections yet"
+		} else if why, retry := f.readyGate(ctx, rh, addr, since); why != "" {
+			msg, wait = why, max(delay, retry)
 		} else if !probe {
 			f.send(ctx, func() { f.becameReady(id, false) })
 			return
@@ -116,7 +120,7 @@ func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, 
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
 		delay = min(delay*3/2+time.Millisecond, 100*time.Millisecond)
 	}
@@ -147,6 +151,7 @@ func (f *fn) becameReady(id string, probed bool) {
 		r.lastProbe = now
 	}
 	r.closed.Store(false)
+	r.readyArmed(now)
 	f.c.metrics.ready(f, r, now)
 	f.c.wakeProber()
 	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", now.Sub(r.started).Round(time.Millisecond))

@@ -12,10 +12,12 @@
 //	              side by side, so the lock may appear before the port opens
 //	NO_LOCK=1     never write /tmp/.lock
 //	CRASH=N       print "crashing with N" to stderr and exit N at once
+//	READY_STATUS  status GET /_/ready answers (default 200)
 //
 // Paths:
 //
 //	GET /_/health        200 "ok"
+//	GET /_/ready         READY_STATUS, for HTTP readiness checks
 //	/_/rmlock            remove /tmp/.lock (the replica turns unhealthy)
 //	/_/mklock            write /tmp/.lock again
 //	/_/exit?code=N       answer, then exit with N
@@ -91,6 +93,12 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	readyStatus := http.StatusOK
+	if v := os.Getenv("READY_STATUS"); v != "" {
+		if readyStatus, err = strconv.Atoi(v); err != nil {
+			fail(fmt.Errorf("READY_STATUS: %w", err))
+		}
+	}
 	port := os.Getenv("PORT")
 	if port == "" {
 		port = "8080"
@@ -121,7 +129,7 @@ func main() {
 	fmt.Printf("echo listening on %s\n", ln.Addr())
 
 	exit := make(chan int, 1)
-	srv := &http.Server{Handler: newMux(exit), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newMux(exit, readyStatus), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -146,10 +154,14 @@ func main() {
 	}
 }
 
-func newMux(exit chan<- int) *http.ServeMux {
+func newMux(exit chan<- int, readyStatus int) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_/health", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
+	})
+	mux.HandleFunc("GET /_/ready", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(readyStatus)
+		fmt.Fprintf(w, "ready status %d", readyStatus)
 	})
 	mux.HandleFunc("/_/rmlock", func(w http.ResponseWriter, r *http.Request) {
 		if err := os.Remove(lockPath); err != nil && !errors.Is(err, os.ErrNotExist) {
