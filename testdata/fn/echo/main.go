@@ -13,6 +13,7 @@
 //	NO_LOCK=1     never write /tmp/.lock
 //	CRASH=N       print "crashing with N" to stderr and exit N at once
 //	READY_STATUS  status GET /_/ready answers (default 200)
+//	SINK_URL      where /_/effect records its effects
 //
 // Paths:
 //
@@ -25,6 +26,8 @@
 //	/_/stream?n=N&ms=M   write N lines, one every M ms, flushing each
 //	/_/status?code=N     answer status N with body "status N"
 //	/_/redirect          302 to /elsewhere
+//	POST /_/effect       POST the body to SINK_URL, then answer as the
+//	                     catch-all does: a side effect a test can count
 //	anything else        200 with a JSON description of the request
 //
 // On SIGTERM it stops accepting, lets in-flight requests finish and exits 0.
@@ -33,6 +36,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -258,6 +262,7 @@ func newMux(exit chan<- int, readyStatus int) *http.ServeMux {
 	mux.HandleFunc("/_/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/elsewhere", http.StatusFound)
 	})
+	mux.HandleFunc("POST /_/effect", effect)
 	mux.HandleFunc("/", echo)
 	return mux
 }
@@ -286,6 +291,34 @@ func echo(w http.ResponseWriter, r *http.Request) {
 		PID:      os.Getpid(),
 		UID:      os.Getuid(),
 	})
+}
+
+// effect stands for a request with an effect outside the function (an
+// order placed, a row written): it records the body at SINK_URL before it
+// answers, so a test can tell a request served twice or lost.
+func effect(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), "POST", os.Getenv("SINK_URL"), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		http.Error(w, "sink: "+resp.Status, http.StatusBadGateway)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	echo(w, r)
 }
 
 func writeLock() error {
