@@ -290,6 +290,13 @@ func TestRollingUpdate(t *testing.T) {
 	d.waitFor("echo", "2 ready", 60*time.Second, exactlyReady(2))
 	l := startLoad(t, d, "echo", 4)
 	d.mustEmber("deploy", "echo", "--image", e.echo2, "--label", function.LabelScaleMin+"=2")
+	// deploy returns once the rollout is done: from then on every request
+	// gets the new version.
+	for i := range 50 {
+		if r, _, err := d.call("GET", "/function/echo/", ""); err != nil || r.Version != "v2" {
+			t.Fatalf("request %d after deploy returned: %+v %v, want v2", i, r, err)
+		}
+	}
 	d.waitFor("echo", "updated", 60*time.Second, exactlyReady(2))
 	time.Sleep(300 * time.Millisecond)
 	l.stop(t)
