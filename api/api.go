@@ -493,6 +493,13 @@ func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
 		Replicas:               uint64(st.Desired),
 		AvailableReplicas:      uint64(st.Ready),
 		CreatedAt:              s.CreatedAt,
+		Phase:                  st.Phase,
+	}
+	for _, r := range st.Replicas {
+		if fs.ReplicaStates == nil {
+			fs.ReplicaStates = map[function.State]int{}
+		}
+		fs.ReplicaStates[r.State]++
 	}
 	if s.Limits != nil {
 		fs.Limits = &FunctionResources{Memory: s.Limits.Memory, CPU: s.Limits.CPU}

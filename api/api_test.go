@@ -437,11 +437,11 @@ func TestListEmpty(t *testing.T) {
 
 func TestListAndDescribe(t *testing.T) {
 	s := newServer(t, false, fullSpec(), function.Spec{Name: "bare", Image: "bare:1"})
-	s.fns.setStatus("echo", function.Status{Desired: 2, Ready: 1, Invoked: 5, Replicas: []function.Replica{
+	s.fns.setStatus("echo", function.Status{Phase: "active", Desired: 2, Ready: 1, Invoked: 5, Replicas: []function.Replica{
 		{ID: "echo-1", IP: "10.63.0.2", State: function.StateReady, Started: created, Restarts: 1, LastExit: "exit code 2"},
 		{ID: "echo-2", State: function.StateStarting, Started: created, Message: "no lock file /tmp/.lock yet"},
 	}})
-	s.fns.setStatus("bare", function.Status{}) // scaled to zero
+	s.fns.setStatus("bare", function.Status{}) // nothing known: phase and states omitted
 
 	echo := map[string]any{
 		"name":              "echo",
@@ -461,6 +461,8 @@ func TestListAndDescribe(t *testing.T) {
 		"minReplicas":       2.0,
 		"maxReplicas":       20.0,
 		"autoscaling":       true,
+		"phase":             "active",
+		"replicaStates":     map[string]any{"ready": 1.0, "starting": 1.0},
 	}
 	bare := map[string]any{
 		"name":        "bare",

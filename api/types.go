@@ -52,6 +52,13 @@ type FunctionStatus struct {
 	CreatedAt              time.Time          `json:"createdAt"`
 	Usage                  *FunctionUsage     `json:"usage,omitempty"`
 
+	// Phase and ReplicaStates are ember's additions, in list and describe:
+	// "active", "paused" or "zero", and how many replicas are in each
+	// state, so that a list can say how a function is doing without
+	// fetching every replica. OpenFaaS clients ignore them.
+	Phase         string                 `json:"phase,omitempty"`
+	ReplicaStates map[function.State]int `json:"replicaStates,omitempty"`
+
 	// Instances is ember's addition, in describe only: each replica's
 	// state. OpenFaaS clients ignore it.
 	Instances []function.Replica `json:"instances,omitempty"`

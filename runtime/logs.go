@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,24 +29,43 @@ import (
 // NAME.log, which rotates at LogMaxSize into NAME.log.1. Its read offset
 // is kept in NAME.off, so a restarted daemon neither loses nor repeats
 // lines; lines written while it was down get the file's modification time.
+// The disk space of what was read is given back by punching holes in the
+// raw file (see reclaim), never by truncating it.
 
 const (
 	rawSuffix    = ".out"
 	logSuffix    = ".log"
 	offsetSuffix = ".off"
-	// rawTruncateAt is when a fully read raw file is emptied.
-	rawTruncateAt = 1 << 20
+	// rawReclaimEvery is how much read output a raw file gathers before
+	// its disk space is given back.
+	rawReclaimEvery = 1 << 20
+	// rawPunchAlign keeps holes to whole blocks of any common file system,
+	// so that punching frees blocks rather than writing zeros.
+	rawPunchAlign = 64 << 10
 	maxLineBytes  = 64 << 10
+	// tailWindow is how much of a file's end LogTail reads. That much read
+	// output is left in a raw file, so a crashed process's last lines are
+	// found there even after its space was reclaimed.
+	tailWindow = 16 << 10
 )
 
 type collector struct {
 	dir      string
 	maxSize  int64
 	maxFiles int
+	log      *slog.Logger
+	// reclaimEvery is rawReclaimEvery; tests make it small.
+	reclaimEvery int64
 
 	mu      sync.Mutex // guards below
 	offsets map[string]int64
 	partial map[string][]byte
+	// reclaimed is, per raw file, up to where holes were punched by this
+	// collector.
+	reclaimed map[string]int64
+	// noPunch is set once the file system refused to punch a hole: raw
+	// files then keep their read output until their replica is removed.
+	noPunch bool
 	subs    map[*logSub]struct{}
 }
 
@@ -54,9 +74,9 @@ type logSub struct {
 	ch           chan function.LogLine
 }
 
-func newCollector(dir string, maxSize int64, maxFiles int) *collector {
-	return &collector{dir: dir, maxSize: maxSize, maxFiles: max(1, maxFiles),
-		offsets: map[string]int64{}, partial: map[string][]byte{}, subs: map[*logSub]struct{}{}}
+func newCollector(dir string, maxSize int64, maxFiles int, log *slog.Logger) *collector {
+	return &collector{dir: dir, maxSize: maxSize, maxFiles: max(1, maxFiles), log: log, reclaimEvery: rawReclaimEvery,
+		offsets: map[string]int64{}, partial: map[string][]byte{}, reclaimed: map[string]int64{}, subs: map[*logSub]struct{}{}}
 }
 
 // rawPath is the file the shim writes for a replica.
@@ -172,6 +192,7 @@ func (c *collector) collect(raw string, at time.Time) {
 	}
 	if st.Size() < off {
 		off = 0 // truncated behind our back
+		delete(c.reclaimed, raw)
 	}
 	if st.Size() == off {
 		c.offsets[raw] = off
@@ -214,15 +235,61 @@ func (c *collector) collect(raw string, at time.Time) {
 	}
 	c.partial[raw] = slices.Clone(data)
 	c.appendLog(base+logSuffix, out.Bytes())
-	if off >= rawTruncateAt && len(c.partial[raw]) == 0 {
-		// Fully read and large: empty it. The shim appends (O_APPEND), so
-		// its next write lands at the new end.
-		if os.Truncate(raw, 0) == nil {
-			off = 0
-		}
-	}
 	c.offsets[raw] = off
-	os.WriteFile(base+offsetSuffix, []byte(strconv.FormatInt(off, 10)), 0o600)
+	// What is saved is where the last whole line ended: a restarted
+	// daemon reads an unfinished line again rather than lose its start.
+	// It is saved before reclaim, so that a crash never leaves a saved
+	// offset pointing into a hole.
+	done := off - int64(len(data))
+	os.WriteFile(base+offsetSuffix, []byte(strconv.FormatInt(done, 10)), 0o600)
+	c.reclaim(raw, done)
+}
+
+// reclaim frees the disk space of a raw file's output up to read, which
+// has been collected, keeping its last tailWindow bytes for LogTail.
+//
+// It punches a hole (FALLOC_FL_PUNCH_HOLE with FALLOC_FL_KEEP_SIZE)
+// instead of truncating, because the shim keeps writing while we work: it
+// appends (O_APPEND), so each of its writes lands at the end of the file
+// as it is at that instant. Truncating to zero after reading cuts off
+// whatever the shim appended between the read and the truncate, and no
+// check beforehand closes that gap (a write can land between a re-stat
+// and the truncate). A hole changes neither the file's size nor any
+// offset in it: it only turns bytes below read, which we have already
+// read and which the shim never writes again, into zeros that take no
+// disk. Every byte at or past read, whether appended before, during or
+// after the punch, stays where it is and is read next time. Offsets
+// keep growing, so NAME.off stays valid across restarts.
+// (FALLOC_FL_COLLAPSE_RANGE would shrink the file too, but it moves
+// every later offset under the saved one, so a crash between the
+// collapse and saving the new offset would repeat or skip output, and
+// tmpfs and others cannot do it.)
+//
+// The price is a file whose apparent size (ls -l) keeps growing while
+// its disk use (du) stays near rawReclaimEvery; it is removed with its
+// replica. Where the file system cannot punch holes, raw files are left
+// to grow: losing no line matters more than the space.
+func (c *collector) reclaim(raw string, read int64) {
+	end := read - tailWindow
+	end -= end % rawPunchAlign
+	from := c.reclaimed[raw]
+	if c.noPunch || end-from < c.reclaimEvery {
+		return
+	}
+	f, err := os.OpenFile(raw, os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, from, end-from)
+	switch {
+	case err == nil:
+		c.reclaimed[raw] = end
+	case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS):
+		c.noPunch = true
+		c.log.Warn("file system cannot punch holes: replica output files keep growing until their replica is removed",
+			"dir", c.dir, "err", err)
+	}
 }
 
 func readOffset(p string) int64 {
@@ -280,6 +347,7 @@ func (c *collector) forget(raw string) {
 	defer c.mu.Unlock()
 	delete(c.offsets, raw)
 	delete(c.partial, raw)
+	delete(c.reclaimed, raw)
 }
 
 // Logs streams a function's log lines, oldest first, to out; with Follow

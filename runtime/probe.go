@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -145,11 +146,20 @@ func tailFile(path string, n int) []string {
 	}
 	defer f.Close()
 	// The tail of a log is in its last few KiB; don't read a large file.
-	if st, err := f.Stat(); err == nil && st.Size() > 16<<10 {
-		f.Seek(-16<<10, io.SeekEnd)
+	if st, err := f.Stat(); err == nil && st.Size() > tailWindow {
+		f.Seek(-tailWindow, io.SeekEnd)
 	}
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil
+	}
+	// The collector punches holes, read as zeros, in the collected start
+	// of a raw file (see collector.reclaim), but leaves tailWindow bytes
+	// out of them, so the window should hold no zeros. Should it reach
+	// into a hole anyway, the zeros are no output.
+	data = bytes.TrimLeft(data, "\x00")
 	var lines []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 		if len(lines) > n {

@@ -130,7 +130,7 @@ func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runti
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
 	}
 	r := &Runtime{cfg: cfg, client: client, net: net, log: log, ooms: map[string]time.Time{}, cpu: map[string]cpuSample{},
-		logs: newCollector(logDir(cfg.StateDir), cfg.LogMaxSize, cfg.LogMaxFiles)}
+		logs: newCollector(logDir(cfg.StateDir), cfg.LogMaxSize, cfg.LogMaxFiles, log)}
 	if err := r.writeResolvConf(); err != nil {
 		client.Close()
 		return nil, err

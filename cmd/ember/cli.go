@@ -182,30 +182,11 @@ func newListCmd() *cobra.Command {
 		Short:   "List functions",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runList(cmd.Context(), clientFor(cmd), out, cmd.OutOrStdout())
+			return runList(cmd.Context(), clientFor(cmd).List, out, cmd.OutOrStdout())
 		},
 	}
 	addOutput(cmd, &out)
 	return cmd
-}
-
-func runList(ctx context.Context, c *client.Client, out string, w io.Writer) error {
-	if err := checkOutput(out); err != nil {
-		return err
-	}
-	fns, err := c.List(ctx)
-	if err != nil {
-		return err
-	}
-	if out == "json" {
-		return printJSON(w, fns)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIMAGE\tINVOCATIONS\tREPLICAS\tREADY")
-	for _, f := range fns {
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%d\n", f.Name, f.Image, f.InvocationCount, f.Replicas, f.AvailableReplicas)
-	}
-	return tw.Flush()
 }
 
 func newDescribeCmd() *cobra.Command {

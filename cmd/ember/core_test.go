@@ -85,6 +85,9 @@ func TestDeployInvokeRemove(t *testing.T) {
 			t.Errorf("list lacks %q:\n%s", want, out)
 		}
 	}
+	if got := listColumn(out, "echo", "STATE"); got != "ready" {
+		t.Errorf("list shows echo as %q, want ready:\n%s", got, out)
+	}
 	var fs []api.FunctionStatus
 	if err := json.Unmarshal([]byte(d.mustEmber("list", "-o", "json")), &fs); err != nil || len(fs) != 2 {
 		t.Fatalf("list -o json: %v %v", fs, err)

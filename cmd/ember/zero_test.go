@@ -89,6 +89,9 @@ func TestScaleToZero(t *testing.T) {
 	})
 	list := d.mustEmber("list")
 	t.Logf("list at zero:\n%s", list)
+	if got := listColumn(list, "idle", "STATE"); got != "zero" {
+		t.Errorf("list shows idle at zero as %q, want zero:\n%s", got, list)
+	}
 	r, _, err = d.call("POST", "/function/idle/from-zero", "body")
 	if err != nil {
 		t.Fatalf("request to a function at zero: %v", err)

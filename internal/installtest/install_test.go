@@ -51,12 +51,20 @@ func TestInstall(t *testing.T) {
 	src := snapshot(t)
 	preinstalled := exists(bin)
 	hadState := exists(stateDir)
+	var before *installed
+	if preinstalled {
+		var err error
+		if before, err = saveInstalled(); err != nil {
+			t.Fatalf("save the ember installed before the test: %v", err)
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			logTails(t)
 		}
 		// Whatever happened, uninstall; purge the state only if the test
-		// created it, and put back an ember that was there before.
+		// created it, and put back the ember that was there before: its
+		// own binary and files, not one built from this checkout.
 		args := []string{"--uninstall"}
 		if !hadState {
 			args = append(args, "--purge")
@@ -64,10 +72,14 @@ func TestInstall(t *testing.T) {
 		if out, err := installSh(src, args...); err != nil {
 			t.Errorf("cleanup: install.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		if preinstalled {
-			if out, err := installSh(src); err != nil {
-				t.Errorf("cleanup: reinstalling the ember found before the test: %v\n%s", err, out)
-			}
+		if before == nil {
+			return
+		}
+		if err := before.restore(); err != nil {
+			t.Errorf("cleanup: putting back the ember found before the test: %v", err)
+		}
+		if err := before.check(); err != nil {
+			t.Errorf("cleanup: the ember found before the test is not back as it was: %v", err)
 		}
 	})
 	if !preinstalled && healthy() {

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/function"
+)
+
+func runList(ctx context.Context, fetch func(context.Context) ([]api.FunctionStatus, error), out string, w io.Writer) error {
+	if err := checkOutput(out); err != nil {
+		return err
+	}
+	fns, err := fetch(ctx)
+	if err != nil {
+		return err
+	}
+	if out == "json" {
+		return printJSON(w, fns)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tIMAGE\tSTATE\tINVOCATIONS\tREPLICAS\tREADY")
+	for _, f := range fns {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%d\t%d\n", f.Name, f.Image, listState(f), f.InvocationCount, f.Replicas, f.AvailableReplicas)
+	}
+	return tw.Flush()
+}
+
+// States that list shows for a function.
+const (
+	listReady    = "ready"    // every desired replica is ready
+	listStarting = "starting" // none ready yet, on the way
+	listDegraded = "degraded" // fewer ready than desired, or some failing
+	listPaused   = "paused"   // frozen when idle
+	listZero     = "zero"     // parked: no process
+)
+
+// listState sums up a function in one word from its phase and replica
+// counts. A failing replica (unhealthy, or exited and waiting for its
+// restart) makes the function degraded even while others serve or start:
+// that is what someone scanning the list needs to see. A daemon that does
+// not report phase or replica states (older than these fields) still gets
+// ready, starting or degraded from the OpenFaaS counts alone.
+func listState(f api.FunctionStatus) string {
+	switch f.Phase {
+	case "paused":
+		return listPaused
+	case "zero":
+		return listZero
+	}
+	if f.Replicas == 0 {
+		return listZero
+	}
+	if f.ReplicaStates[function.StateUnhealthy] > 0 || f.ReplicaStates[function.StateExited] > 0 {
+		return listDegraded
+	}
+	switch {
+	case f.AvailableReplicas == 0:
+		return listStarting
+	case f.AvailableReplicas < f.Replicas:
+		return listDegraded
+	}
+	return listReady
+}
