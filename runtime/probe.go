@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,23 @@ import (
 	"github.com/containerd/containerd/snapshots"
 	"github.com/opencontainers/runtime-spec/specs-go"
 )
+
+// staticELF reports whether path is an ELF executable with no program
+// interpreter: one that runs in a FROM scratch container. A cgo build of
+// ember is not, and exec'ing it there fails with "no such file".
+func staticELF(path string) (bool, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false, nil
+		}
+	}
+	return true, nil
+}
 
 // LockVisible looks for the lock file through /proc/PID/root, which shows
 // the container's own mounts (a tmpfs /tmp included). It costs one stat and
@@ -37,9 +55,6 @@ func (r *Runtime) LockVisible(pid uint32) (bool, error) {
 // the bind-mounted probe binary as the container's own user, so it sees
 // exactly what the function sees and needs no shell in the image.
 func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
-	if r.cfg.ProbeBinary == "" {
-		return false, errors.New("probe binary not configured")
-	}
 	ctx = r.ns(ctx)
 	c, err := r.loadContainer(ctx, id)
 	if err != nil {
@@ -56,7 +71,7 @@ func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
 		}
 		return false, err
 	}
-	if !probeFits(spec) {
+	if r.cfg.ProbeBinary == "" || !probeFits(spec) {
 		ok, err := r.LockVisible(task.Pid())
 		if err != nil {
 			return false, fmt.Errorf("lock of %s: %w", id, err)

@@ -129,6 +129,16 @@ func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runti
 	if err != nil {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Socket, err)
 	}
+	if cfg.ProbeBinary != "" {
+		if ok, err := staticELF(cfg.ProbeBinary); err != nil || !ok {
+			// Say it once, here, rather than as a failed health check
+			// per replica.
+			log.Warn("the probe binary is not a static executable and cannot run in containers without a C library: "+
+				"locks are checked through /proc only; build ember with CGO_ENABLED=0 (make build does)",
+				"probe", cfg.ProbeBinary, "err", err)
+			cfg.ProbeBinary = ""
+		}
+	}
 	r := &Runtime{cfg: cfg, client: client, net: net, log: log, ooms: map[string]time.Time{}, cpu: map[string]cpuSample{},
 		logs: newCollector(logDir(cfg.StateDir), cfg.LogMaxSize, cfg.LogMaxFiles, log)}
 	if err := r.writeResolvConf(); err != nil {

@@ -109,3 +109,23 @@ func TestImageNames(t *testing.T) {
 		t.Errorf("ociRefName = %q", got)
 	}
 }
+
+func TestStaticELF(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary is built like ember (CGO_ENABLED=0 under make).
+	if got, err := staticELF(self); err != nil {
+		t.Fatal(err)
+	} else if want := os.Getenv("CGO_ENABLED") == "0"; want && !got {
+		t.Errorf("staticELF(%s) = false for a CGO_ENABLED=0 build", self)
+	}
+	if _, err := staticELF("/nonexistent"); err == nil {
+		t.Error("staticELF of a missing file: no error")
+	}
+	// Debian's sh (dash) is dynamically linked.
+	if got, err := staticELF("/bin/sh"); err == nil && got {
+		t.Error("staticELF(/bin/sh) = true, want false for a dynamically linked program")
+	}
+}
