@@ -534,7 +534,7 @@ func ResolveRef(ref string) (string, error) {
 // State is the lifecycle state of one replica.
 type State string
 
-// Replica states, as DESIGN.md's lifecycle describes them.
+// Replica states, as docs/ARCHITECTURE.md's lifecycle describes them.
 const (
 	StateStarting  State = "starting"
 	StateReady     State = "ready"

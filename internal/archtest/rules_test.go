@@ -1,0 +1,63 @@
+package archtest
+
+// The rules, as docs/ARCHITECTURE.md explains them. A package missing here
+// fails the test: a new package must say where it sits.
+
+// rule says which packages of ours one package may import: imports for
+// its production code, testImports for its test files on top of those.
+type rule struct {
+	imports     []string
+	testImports []string
+	why         string
+}
+
+var rules = map[string]rule{
+	"function": {why: "plain value types every package shares: it depends on none of ours"},
+	"store":    {imports: []string{"function"}, why: "durable desired state; knows the types it stores, nothing of the running system"},
+	"network":  {why: "CNI for one bridge; types of its own so it can be tested alone in a netns"},
+	"runtime":  {imports: []string{"function"}, why: "containerd; reaches the network through an interface it declares"},
+	"scale":    {imports: []string{"function"}, why: "the controller; reaches runtime and store through interfaces it declares, tested against one stateful fake"},
+	"proxy":    {imports: []string{"function"}, why: "the data plane; asks the controller for a replica through Backends, never starts tasks"},
+	"api":      {imports: []string{"function"}, why: "the control plane; reaches the controller, runtime and store through interfaces it declares"},
+	"client":   {imports: []string{"api", "function"}, why: "the typed client speaks the api's wire types"},
+	"stack":    {imports: []string{"api", "function"}, why: "reads stack.yml into the api's deploy requests"},
+	"cmd/ember": {
+		imports:     []string{"api", "client", "function", "network", "proxy", "runtime", "scale", "stack", "store"},
+		testImports: []string{"internal/itest"},
+		why:         "the composition root: the only package that wires the others together",
+	},
+	"examples/hello": {why: "a function users copy: it must build with nothing of ember's"},
+
+	"internal/archtest":           {why: "this test"},
+	"internal/imagebuild":         {why: "builds OCI images from Go source without Docker, for tests and make examples"},
+	"internal/imagebuild/mkimage": {imports: []string{"internal/imagebuild"}, why: "make examples' command"},
+	"internal/itest": {
+		imports: []string{"internal/imagebuild", "network"},
+		why:     "the integration harness: private containerd, registry, daemons; network for tearing down what a daemon left",
+	},
+	"internal/installtest":     {testImports: []string{"api", "internal/itest"}, why: "runs install.sh as a user would"},
+	"internal/bench":           {imports: []string{"api", "client", "function", "internal/itest"}, why: "benchmarks drive real daemons through the client, like users"},
+	"internal/bench/cmd/bench": {imports: []string{"internal/bench"}, why: "make bench's command"},
+}
+
+// foreignRule keeps a third-party module behind the packages that own it.
+// Dependencies count directly or through others, for production and test
+// builds alike.
+type foreignRule struct {
+	prefix string
+	users  []string
+	why    string
+}
+
+var foreignRules = []foreignRule{
+	{"github.com/spf13/cobra", []string{"cmd/ember"},
+		"flags are turned into typed options in cmd; logic packages take writers, not commands"},
+	{"github.com/containerd/containerd", []string{"runtime", "cmd/ember", "internal/itest", "internal/installtest", "internal/bench", "internal/bench/cmd/bench"},
+		"containerd is runtime's business; the harness starts and inspects a private one"},
+	{"github.com/containernetworking/cni", []string{"network", "cmd/ember", "internal/itest", "internal/installtest", "internal/bench", "internal/bench/cmd/bench"},
+		"CNI is network's business"},
+	{"go.etcd.io/bbolt", []string{"store", "cmd/ember"},
+		"the database file is store's business"},
+	{"github.com/julienschmidt/httprouter", []string{"api", "client", "stack", "cmd/ember", "internal/installtest", "internal/bench", "internal/bench/cmd/bench"},
+		"routing is the api's business (client and stack still link it through the api's wire types)"},
+}
