@@ -175,7 +175,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	px := proxy.New(ctrl, nil, reg, log.With("component", "proxy"), proxy.WithUpstreamTimeout(o.UpstreamTimeout))
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
-			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket}},
+			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
+			Cleanup: func() api.CleanupStatus { return api.CleanupStatus(ctrl.Cleanup()) }}},
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Gatherer: reg},
 		log.With("component", "api"))
 
