@@ -25,6 +25,17 @@ type StatusConfig struct {
 	StateDir         string
 	Listen           string
 	Socket           string
+	// Cleanup, if set, reports the cleanup retried in the background.
+	Cleanup func() CleanupStatus
+}
+
+// CleanupStatus is what the daemon failed to free and retries: Pending
+// things the last attempt could not free, Failures since start.
+type CleanupStatus struct {
+	Pending   int       `json:"pending"`
+	Failures  uint64    `json:"failures"`
+	LastError string    `json:"lastError,omitempty"`
+	RetryAt   time.Time `json:"retryAt,omitzero"`
 }
 
 // containerdTimeout bounds the version call: a wedged containerd must not
@@ -47,6 +58,8 @@ type SystemStatus struct {
 	Functions Counts `json:"functions"`
 	// Replicas counts replicas by state ("ready", "starting", ...).
 	Replicas Counts `json:"replicas"`
+	// Cleanup is absent from daemons that do not report it.
+	Cleanup *CleanupStatus `json:"cleanup,omitempty"`
 }
 
 // ContainerdStatus is containerd as the daemon sees it. Version is empty
@@ -94,6 +107,10 @@ func (a *API) systemStatus(w http.ResponseWriter, r *http.Request, _ httprouter.
 		} else {
 			st.Containerd.Version = v
 		}
+	}
+	if sc.Cleanup != nil {
+		c := sc.Cleanup()
+		st.Cleanup = &c
 	}
 	for _, spec := range a.fns.Functions() {
 		fs, err := a.fns.Status(spec.Name)

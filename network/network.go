@@ -123,6 +123,12 @@ func (n *Network) Attach(ctx context.Context, id string) (Attachment, error) {
 	}
 	ip, err := n.add(ctx, id, path)
 	if err != nil {
+		// The plugin's own words for a conflicting bridge do not say what
+		// to do about it; this does.
+		var conflict *BridgeConflictError
+		if cerr := n.CheckBridge(); errors.As(cerr, &conflict) {
+			err = conflict
+		}
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 		defer cancel()
 		if uerr := n.detach(uctx, id); uerr != nil {

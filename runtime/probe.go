@@ -185,8 +185,12 @@ func tailFile(path string, n int) []string {
 }
 
 // Sweep removes every replica resource whose ID keep rejects: containers,
-// tasks, active snapshots, network attachments, replica files and logs. It
-// runs on start, after adoption, so nothing from a crash is left behind.
+// tasks, active snapshots, network attachments, replica files and logs.
+// keep is asked about each resource after it was found, so that a replica
+// that keep accepts from before its first resource exists is never touched.
+// Sweep runs while the daemon serves: after adoption on start, and again
+// whenever a cleanup failed. It is idempotent; it goes on past failures
+// and returns them joined, one per resource it could not free.
 func (r *Runtime) Sweep(ctx context.Context, keep func(id string) bool) error {
 	ctx = r.ns(ctx)
 	var errs []error
@@ -204,7 +208,9 @@ func (r *Runtime) Sweep(ctx context.Context, keep func(id string) bool) error {
 	}
 	var orphans []string
 	err = r.client.SnapshotService(snapshotter).Walk(ctx, func(_ context.Context, info snapshots.Info) error {
-		if info.Kind == snapshots.KindActive && !keep(info.Name) {
+		// Image unpacking holds active snapshots of its own, "extract-…"
+		// with a space before the chain ID: never a replica's.
+		if info.Kind == snapshots.KindActive && !isUnpackKey(info.Name) && !keep(info.Name) {
 			orphans = append(orphans, info.Name)
 		}
 		return nil
@@ -250,4 +256,10 @@ func (r *Runtime) Sweep(ctx context.Context, keep func(id string) bool) error {
 		os.Remove(dir) // only succeeds when empty
 	}
 	return errors.Join(errs...)
+}
+
+// isUnpackKey reports whether a snapshot key is one of containerd's
+// unpacker ("extract-UNIQUE CHAINID"). Replica IDs hold no space.
+func isUnpackKey(key string) bool {
+	return strings.HasPrefix(key, snapshots.UnpackKeyPrefix+"-") && strings.Contains(key, " ")
 }

@@ -129,3 +129,15 @@ func TestStaticELF(t *testing.T) {
 		t.Error("staticELF(/bin/sh) = true, want false for a dynamically linked program")
 	}
 }
+
+func TestIsUnpackKey(t *testing.T) {
+	for key, want := range map[string]bool{
+		"extract-712345678-Ab3d sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08": true,
+		"extract-1a2b3c4d": false, // a replica of a function named "extract"
+		"echo-1a2b3c4d":    false,
+	} {
+		if got := isUnpackKey(key); got != want {
+			t.Errorf("isUnpackKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

@@ -73,6 +73,9 @@ type Config struct {
 	// WakeTimeout bounds how long a request waits for a ready replica
 	// (default 30s).
 	WakeTimeout time.Duration
+	// CleanupBackoffMin and CleanupBackoffMax bound the delays between
+	// retries of a failed cleanup (1s doubling to 1m).
+	CleanupBackoffMin, CleanupBackoffMax time.Duration
 	// BackoffMin and BackoffMax bound restart delays (1s doubling to 5m);
 	// BackoffReset is how long a replica must run to reset it (10m).
 	BackoffMin, BackoffMax, BackoffReset time.Duration
@@ -115,6 +118,8 @@ func (c *Config) setDefaults() {
 	def(&c.BackoffMin, time.Second)
 	def(&c.BackoffMax, 5*time.Minute)
 	def(&c.BackoffReset, 10*time.Minute)
+	def(&c.CleanupBackoffMin, time.Second)
+	def(&c.CleanupBackoffMax, time.Minute)
 	def(&c.AutoscaleInterval, 250*time.Millisecond)
 	def(&c.LoadWindow, 3*time.Second)
 	if c.MaxWaiting == 0 {
@@ -151,6 +156,7 @@ type Controller struct {
 	st      Store
 	log     *slog.Logger
 	metrics *metrics
+	janitor *janitor
 
 	// autoCold is set while the autoscaler sleeps; Acquire then kicks it.
 	autoCold atomic.Bool
@@ -173,15 +179,18 @@ func New(cfg Config, rt Runtime, st Store, log *slog.Logger, reg prometheus.Regi
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1), probeWake: make(chan struct{}, 1)}
 	c.fns.Store(&map[string]*fn{})
+	c.janitor = newJanitor(func(ctx context.Context) error { return c.rt.Sweep(ctx, c.live) },
+		cfg.CleanupBackoffMin, cfg.CleanupBackoffMax, log, reg)
 	if reg != nil {
 		reg.MustRegister(newServiceCount(c))
 	}
 	return c
 }
 
-// Recover adopts the replicas that survived a daemon restart, removes
-// anything that belongs to no function, and prepares a loop per function.
-// Loops start with Run.
+// Recover adopts the replicas that survived a daemon restart and prepares
+// a loop per function. Loops start with Run, and so does the sweep of
+// anything that belongs to no live replica: it can take seconds, and the
+// daemon serves meanwhile.
 func (c *Controller) Recover(ctx context.Context) error {
 	specs, err := c.st.Functions()
 	if err != nil {
@@ -195,7 +204,6 @@ func (c *Controller) Recover(ctx context.Context) error {
 	for _, s := range specs {
 		fns[s.Name] = newFn(c, s)
 	}
-	keep := map[string]bool{}
 	for _, in := range insts {
 		f := fns[in.Function]
 		if f == nil || !in.IP.IsValid() || in.Cgroup == "" {
@@ -207,19 +215,34 @@ func (c *Controller) Recover(ctx context.Context) error {
 			continue
 		}
 		f.adopt(in)
-		keep[in.ID] = true
 		c.log.Info("adopted replica", "fn", in.Function, "replica", in.ID, "ip", in.IP, "task", in.Status)
 	}
 	for _, f := range fns {
 		f.settleAdopted()
 	}
-	if err := c.rt.Sweep(ctx, func(id string) bool { return keep[id] }); err != nil {
-		// Leftovers are logged, not fatal: serving beats a clean slate.
-		c.log.Error("sweep", "err", err)
-	}
 	c.fns.Store(&fns)
 	return nil
 }
+
+// live reports whether id is a replica the controller tracks, being
+// created and being removed included. The sweep asks it about each thing
+// it finds, after finding it: a replica is tracked before any of its
+// resources exists and until all of them are gone, so a sweep never takes
+// what a replica created meanwhile.
+func (c *Controller) live(id string) bool {
+	for _, f := range *c.fns.Load() {
+		f.mu.Lock()
+		_, ok := f.replicas[id]
+		f.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Cleanup reports what the janitor has left to free and its failures.
+func (c *Controller) Cleanup() CleanupStatus { return c.janitor.status() }
 
 // Run starts every function's loop and blocks until ctx ends. Loops stop
 // with ctx; the tasks keep running under containerd for the next daemon.
@@ -230,10 +253,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	for _, f := range *c.fns.Load() {
 		c.startLoop(f)
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
 		c.probeLoop(ctx)
+	}()
+	// The first pass frees what the previous daemon left.
+	c.janitor.kick()
+	go func() {
+		defer c.wg.Done()
+		c.janitor.run(ctx)
 	}()
 	go func() {
 		defer c.wg.Done()

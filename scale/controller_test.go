@@ -1015,3 +1015,51 @@ func TestScaleToZeroParksAfterPoke(t *testing.T) {
 		t.Errorf("Scale(0) parked nothing in %d of %d rounds", failed, rounds)
 	}
 }
+
+// A removal that fails leaves the replica's resources behind; the
+// controller forgets the replica at once, and its janitor sweeps what is
+// left, retrying with backoff until a sweep succeeds, and reports it
+// meanwhile.
+func TestFailedRemovalIsSweptUntilClean(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{})
+		e.start()
+		s := spec("echo", "echo:1")
+		s.Replicas = 3
+		e.deploy(s)
+		e.deploy(spec("other", "other:1"))
+		synctest.Wait()
+		ids := e.readyIDs("echo")
+		others := e.readyIDs("other")
+
+		e.rt.mu.Lock()
+		e.rt.failRemoves, e.rt.failSweeps = 3, 2
+		e.rt.mu.Unlock()
+		if err := e.c.Remove(t.Context(), "echo"); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		synctest.Wait()
+		if got := e.c.Cleanup(); got.Pending == 0 || got.Failures != 3+1 || got.LastError == "" {
+			t.Errorf("Cleanup() after 3 failed removals and a failed sweep = %+v, want pending, 4 failures and the error", got)
+		}
+		for _, id := range ids {
+			if !e.rt.has(id) {
+				t.Errorf("%s gone before any sweep succeeded", id)
+			}
+		}
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		for _, id := range ids {
+			if e.rt.has(id) {
+				t.Errorf("%s still there after the retries", id)
+			}
+		}
+		if got := e.c.Cleanup(); got.Pending != 0 || got.LastError != "" || got.Failures != 3+2 {
+			t.Errorf("Cleanup() after the retries = %+v, want nothing pending and 5 failures", got)
+		}
+		if got := e.readyIDs("other"); !slices.Equal(got, others) {
+			t.Errorf("other's replicas %v after the sweeps, want them kept: %v", got, others)
+		}
+	})
+}

@@ -45,6 +45,10 @@ type fakeRuntime struct {
 	unparked  []string
 	removed   []string
 	swept     []string
+	// failRemoves and failSweeps make that many next calls of Remove or
+	// Sweep fail, freeing nothing.
+	failRemoves, failSweeps int
+	sweeps                  int // calls of Sweep
 	// onRemove runs at the start of Remove, outside mu, so it may call
 	// back into the controller.
 	onRemove func(fn, id string)
@@ -246,6 +250,10 @@ func (rt *fakeRuntime) Remove(ctx context.Context, fn, id string, grace time.Dur
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	if rt.failRemoves > 0 {
+		rt.failRemoves--
+		return fmt.Errorf("remove replica %s: cni del: injected failure", id)
+	}
 	rt.removed = append(rt.removed, id)
 	if r := rt.reps[id]; r != nil {
 		r.closeWaiters()
@@ -265,16 +273,30 @@ func (rt *fakeRuntime) Replicas(ctx context.Context) ([]function.Instance, error
 	return out, nil
 }
 
+// Sweep asks keep without holding mu, as the real one does: the
+// controller calls the runtime with its own locks held.
 func (rt *fakeRuntime) Sweep(ctx context.Context, keep func(id string) bool) error {
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	for _, id := range slices.Sorted(maps.Keys(rt.reps)) {
+	rt.sweeps++
+	if rt.failSweeps > 0 {
+		rt.failSweeps--
+		n := len(rt.reps)
+		rt.mu.Unlock()
+		return errors.Join(fmt.Errorf("sweep: injected failure (%d replicas)", n), errors.New("and another"))
+	}
+	ids := slices.Sorted(maps.Keys(rt.reps))
+	rt.mu.Unlock()
+	for _, id := range ids {
 		if keep(id) {
 			continue
 		}
-		rt.reps[id].closeWaiters()
-		delete(rt.reps, id)
-		rt.swept = append(rt.swept, id)
+		rt.mu.Lock()
+		if r := rt.reps[id]; r != nil {
+			r.closeWaiters()
+			delete(rt.reps, id)
+			rt.swept = append(rt.swept, id)
+		}
+		rt.mu.Unlock()
 	}
 	return nil
 }
@@ -622,4 +644,11 @@ func (rt *fakeRuntime) die(id string) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.reps[id].inst.Status = function.TaskStopped
+}
+
+// has reports whether the replica exists.
+func (rt *fakeRuntime) has(id string) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.reps[id] != nil
 }

@@ -461,6 +461,7 @@ func (f *fn) drain(ctx context.Context, r *replica) {
 }
 
 func (f *fn) remove(ctx context.Context, r *replica) {
+	var err error
 	if r.id != "failed" {
 		deadline := time.Now().Add(f.c.cfg.DrainTimeout)
 		for r.inflight.Load() > 0 && time.Now().Before(deadline) {
@@ -470,13 +471,14 @@ func (f *fn) remove(ctx context.Context, r *replica) {
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		// Removal must finish even if the daemon is stopping; otherwise a
-		// half-removed replica is left for the next start's sweep.
+		// Removal should finish even if the daemon is stopping; what it
+		// cannot free in time is the janitor's, or the next start's.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
-		err := f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
+		err = f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
 		cancel()
 		if err != nil {
-			f.c.log.Error("remove replica", "fn", f.name, "replica", r.id, "err", err)
+			f.c.janitor.failed()
+			f.c.log.Warn("remove replica failed, the janitor retries", "fn", f.name, "replica", r.id, "err", err)
 		} else {
 			f.c.log.Info("replica removed", "fn", f.name, "replica", r.id)
 		}
@@ -485,6 +487,10 @@ func (f *fn) remove(ctx context.Context, r *replica) {
 		f.mu.Lock()
 		delete(f.replicas, r.id)
 		f.mu.Unlock()
+		if err != nil {
+			// Only now is it no longer live: a sweep frees what is left.
+			f.c.janitor.kick()
+		}
 	})
 }
 

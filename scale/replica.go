@@ -26,6 +26,9 @@ func (f *fn) create(ctx context.Context) {
 				delete(f.replicas, id)
 				f.c.log.Error("create replica", "fn", f.name, "replica", id, "err", err)
 				f.lastCreateErr(err)
+				// The runtime undid what it made, if it could; a sweep
+				// frees whatever it could not.
+				f.c.janitor.kick()
 				return
 			}
 			r.ip, r.pid, r.addr, r.cgroup = in.IP, in.Pid, f.addrOf(in.IP), in.Cgroup

@@ -131,6 +131,11 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
+	// A bridge the plugin cannot use fails every create, forever: refuse
+	// to start instead, and say what to do.
+	if err := netw.CheckBridge(); err != nil {
+		return bridgeAdvice(err)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary for the probe: %w", err)
@@ -170,7 +175,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	px := proxy.New(ctrl, nil, reg, log.With("component", "proxy"), proxy.WithUpstreamTimeout(o.UpstreamTimeout))
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
-			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket}},
+			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
+			Cleanup: func() api.CleanupStatus { return api.CleanupStatus(ctrl.Cleanup()) }}},
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Gatherer: reg},
 		log.With("component", "api"))
 
@@ -276,6 +282,19 @@ func ensurePassword(path string) (string, error) {
 		return "", fmt.Errorf("write password: %w", err)
 	}
 	return pw, nil
+}
+
+// bridgeAdvice adds what to do, in the daemon's flags, to a bridge
+// conflict.
+func bridgeAdvice(err error) error {
+	var c *network.BridgeConflictError
+	if !errors.As(err, &c) {
+		return err
+	}
+	if c.NotBridge || len(c.Has) == 0 {
+		return fmt.Errorf("%w: start ember with another --bridge, or delete the device with `ip link delete %s` if no other program uses it", c, c.Bridge)
+	}
+	return fmt.Errorf("%w: delete it with `ip link delete %s` if no other program uses it, or start ember with --subnet %s", c, c.Bridge, c.Subnets()[0])
 }
 
 func findCNIBinDir() string {

@@ -281,7 +281,8 @@ func (d *daemon) call(method, path, body string) (itest.EchoResponse, int, error
 
 // leftovers lists everything of this daemon's that should be gone after
 // its functions are removed: containers, tasks, active snapshots, CNI
-// allocations, network namespaces, iptables rules and log files.
+// allocations and cache entries, network namespaces, iptables rules naming
+// its network or subnet, log and replica files.
 func (d *daemon) leftovers() []string {
 	d.t.Helper()
 	ctx := context.Background()
@@ -318,6 +319,11 @@ func (d *daemon) leftovers() []string {
 			left = append(left, "ip allocation "+n)
 		}
 	}
+	// libcni's result cache: one file per attachment, NAME-ID-IFNAME.
+	cacheEnts, _ := os.ReadDir(filepath.Join(d.dir, "state", "cni", "cache", "results"))
+	for _, e := range cacheEnts {
+		left = append(left, "cni cache "+e.Name())
+	}
 	nsEnts, _ := os.ReadDir(filepath.Join(d.dir, "run", "netns-"+d.bridge))
 	for _, e := range nsEnts {
 		left = append(left, "netns "+e.Name())
@@ -325,7 +331,7 @@ func (d *daemon) leftovers() []string {
 	for _, table := range []string{"nat", "filter"} {
 		out, _ := exec.Command("iptables", "-t", table, "-S").CombinedOutput()
 		for _, line := range strings.Split(string(out), "\n") {
-			if strings.Contains(line, "ember-"+d.bridge) {
+			if strings.Contains(line, "ember-"+d.bridge) || strings.Contains(line, d.Subnet) {
 				left = append(left, "iptables "+table+": "+line)
 			}
 		}

@@ -54,6 +54,13 @@ func runStatus(ctx context.Context, fetch func(context.Context) (api.SystemStatu
 	fmt.Fprintf(tw, "State dir:\t%s\n", st.StateDir)
 	fmt.Fprintf(tw, "Functions:\t%s\n", formatCounts(st.Functions))
 	fmt.Fprintf(tw, "Replicas:\t%s\n", formatCounts(st.Replicas))
+	if c := st.Cleanup; c != nil && c.Pending > 0 {
+		retry := ""
+		if !c.RetryAt.IsZero() {
+			retry = ", retrying at " + c.RetryAt.Local().Format(time.TimeOnly)
+		}
+		fmt.Fprintf(tw, "Cleanup:\t%d pending%s (%d failures since start): %s\n", c.Pending, retry, c.Failures, c.LastError)
+	}
 	return tw.Flush()
 }
 

@@ -53,6 +53,19 @@ func TestStatusTable(t *testing.T) {
 		}
 	}
 
+	if strings.Contains(got, "Cleanup:") {
+		t.Errorf("output shows a cleanup line with nothing pending:\n%s", got)
+	}
+	st.Cleanup = &api.CleanupStatus{Pending: 2, Failures: 5, LastError: "cni del: plugin failed"}
+	buf.Reset()
+	if err := runStatus(t.Context(), fetch, "", &buf); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Cleanup:     2 pending (5 failures since start): cni del: plugin failed\n"; !strings.Contains(buf.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, buf.String())
+	}
+	st.Cleanup = nil
+
 	st.Containerd.Version, st.Containerd.Error = "", "connection refused"
 	st.Functions, st.Replicas = api.Counts{}, api.Counts{}
 	buf.Reset()
