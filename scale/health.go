@@ -32,6 +32,8 @@ func (f *fn) checkHealth() {
 			r.state, r.misses, r.message = function.StateReady, 0, ""
 			r.closed.Store(false)
 			f.c.log.Info("replica healthy again", "fn", f.name, "replica", r.id)
+			// The probe loop sleeps when no replica is ready.
+			f.c.wakeProber()
 			changed = true
 		case ok:
 			r.misses = 0
