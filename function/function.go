@@ -84,6 +84,12 @@ var ErrQueueFull = errors.New("too many requests waiting")
 // such as an unreachable registry.
 var ErrImage = errors.New("image unavailable")
 
+// ErrRuntimeUnavailable is returned (wrapped) when the container runtime
+// cannot be reached. It says nothing about the replica asked about: its
+// process keeps running and serving while containerd restarts, so callers
+// retry later instead of counting it against the replica.
+var ErrRuntimeUnavailable = errors.New("container runtime unavailable")
+
 // Resources are Kubernetes-style quantities ("128Mi", "500m"), kept as the
 // user wrote them so the API returns exactly what was sent.
 type Resources struct {

@@ -39,12 +39,18 @@ func staticELF(path string) (bool, error) {
 // LockVisible looks for the lock file through /proc/PID/root, which shows
 // the container's own mounts (a tmpfs /tmp included). It costs one stat and
 // no process, so it can run often; ProbeLock is the authoritative check.
+// A process that is gone is an error, not a missing lock: its exit is the
+// exit watcher's to report, which may take until containerd is back.
 func (r *Runtime) LockVisible(pid uint32) (bool, error) {
-	_, err := os.Stat("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/root" + LockPath)
+	proc := "/proc/" + strconv.FormatUint(uint64(pid), 10)
+	_, err := os.Stat(proc + "/root" + LockPath)
 	switch {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, os.ErrNotExist):
+		if _, err := os.Stat(proc); err != nil {
+			return false, fmt.Errorf("process %d: %w", pid, err)
+		}
 		return false, nil
 	default:
 		return false, err
@@ -53,8 +59,20 @@ func (r *Runtime) LockVisible(pid uint32) (bool, error) {
 
 // ProbeLock checks for the lock file from inside the container: it execs
 // the bind-mounted probe binary as the container's own user, so it sees
-// exactly what the function sees and needs no shell in the image.
+// exactly what the function sees and needs no shell in the image. When
+// containerd cannot be reached the error wraps
+// function.ErrRuntimeUnavailable: the probe could not run, which says
+// nothing about the replica.
 func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
+	ok, err := r.probeLock(ctx, id)
+	if err != nil {
+		return false, r.unavailable(err)
+	}
+	r.regained()
+	return ok, nil
+}
+
+func (r *Runtime) probeLock(ctx context.Context, id string) (bool, error) {
 	ctx = r.ns(ctx)
 	c, err := r.loadContainer(ctx, id)
 	if err != nil {
@@ -69,7 +87,7 @@ func (r *Runtime) ProbeLock(ctx context.Context, id string) (bool, error) {
 		if errdefs.IsNotFound(err) {
 			return false, fmt.Errorf("task %s: %w", id, ErrNotFound)
 		}
-		return false, err
+		return false, fmt.Errorf("task %s: %w", id, err)
 	}
 	if r.cfg.ProbeBinary == "" || !probeFits(spec) {
 		ok, err := r.LockVisible(task.Pid())

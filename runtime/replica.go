@@ -201,30 +201,22 @@ func (r *Runtime) clearLock(ctx context.Context, c containerd.Container) error {
 }
 
 // Wait returns a channel that receives the replica's exit. ctx bounds the
-// wait (cancel it to stop waiting, not to stop the task).
+// wait (cancel it to stop waiting, not to stop the task). Only a real exit
+// is sent: while containerd is unreachable the wait resumes when it is back
+// (see waitExit), so a containerd restart restarts no replica.
 func (r *Runtime) Wait(ctx context.Context, id string) (<-chan function.Exit, error) {
 	ctx = r.ns(ctx)
 	task, err := r.loadTask(ctx, id)
-	if err != nil {
+	if err != nil && !unreachable(err) {
 		return nil, err
 	}
-	sc, err := task.Wait(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("wait %s: %w", id, err)
+		r.lost(err)
 	}
 	out := make(chan function.Exit, 1)
 	go func() {
-		select {
-		case st := <-sc:
-			code, at, err := st.Result()
-			oom := r.oomKilled(id)
-			if !oom && code == 137 {
-				// The OOM event may trail the exit by a moment.
-				time.Sleep(100 * time.Millisecond)
-				oom = r.oomKilled(id)
-			}
-			out <- function.Exit{Code: code, At: at, Err: err, OOMKilled: oom}
-		case <-ctx.Done():
+		if ex, ok := r.waitExit(ctx, id, task); ok {
+			out <- ex
 		}
 		close(out)
 	}()

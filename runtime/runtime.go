@@ -101,6 +101,7 @@ type Runtime struct {
 	mu   sync.Mutex           // guards below
 	ooms map[string]time.Time // container ID → last OOM kill, from containerd's events
 	cpu  map[string]cpuSample // cgroup → last CPU reading, for Usage
+	conn connState            // whether containerd answers, see lost
 }
 
 // New connects to containerd. The connection is lazy on containerd's side,
@@ -203,7 +204,11 @@ func (r *Runtime) followOOM(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				r.log.Warn("containerd events", "err", err)
+				if unreachable(err) {
+					r.lost(err) // said once, not at every retry
+				} else {
+					r.log.Warn("containerd events", "err", err)
+				}
 				break recv
 			}
 		}

@@ -36,6 +36,7 @@ type fakeRuntime struct {
 	failImage map[string]error  // image → EnsureImage error
 	crash     map[string]uint32 // image → exit code: processes exit as soon as waited for
 	logTail   []string
+	probeErr  error // returned by every ProbeLock while set
 	pulled    []string
 	created   []createRec
 	restarted []restartRec
@@ -319,6 +320,9 @@ func (rt *fakeRuntime) ProbeLock(ctx context.Context, id string) (bool, error) {
 	defer rt.mu.Unlock()
 	r := rt.reps[id]
 	rt.note("ProbeLock", r.function())
+	if rt.probeErr != nil {
+		return false, fmt.Errorf("probe %s: %w", id, rt.probeErr)
+	}
 	if r == nil || r.inst.Status != function.TaskRunning {
 		return false, fmt.Errorf("probe %s: task not running", id)
 	}
@@ -499,6 +503,12 @@ func (rt *fakeRuntime) setLock(id string, ok bool) {
 		panic("setLock: no replica " + id)
 	}
 	r.lock = ok
+}
+
+func (rt *fakeRuntime) setProbeErr(err error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.probeErr = err
 }
 
 func (rt *fakeRuntime) setOnRemove(hook func(fn, id string)) {

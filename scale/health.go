@@ -2,6 +2,7 @@ package scale
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/emberfaas/ember/function"
@@ -32,6 +33,8 @@ func (f *fn) checkHealth() {
 			r.state, r.misses, r.message = function.StateReady, 0, ""
 			r.closed.Store(false)
 			f.c.log.Info("replica healthy again", "fn", f.name, "replica", r.id)
+			// The probe loop sleeps when no replica is ready.
+			f.c.wakeProber()
 			changed = true
 		case ok:
 			r.misses = 0
@@ -65,12 +68,20 @@ func (f *fn) miss(r *replica, why string) bool {
 	return changed
 }
 
-// probed takes the result of an exec probe.
+// probed takes the result of an exec probe. A probe that could not run
+// because the runtime is unreachable (containerd restarting) is no miss:
+// the replica's process does not depend on containerd and keeps serving,
+// so the result is unknown and the replica is probed again later.
 func (f *fn) probed(id string, ok bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.replicas[id]
 	if r == nil || r.state != function.StateReady || ok {
+		return
+	}
+	if errors.Is(err, function.ErrRuntimeUnavailable) {
+		// Due again at once: probe it first when the runtime is back.
+		r.lastProbe = time.Time{}
 		return
 	}
 	why := "probe found no " + lockPath

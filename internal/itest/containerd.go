@@ -239,6 +239,21 @@ func (c *Containerd) Restart(ctx context.Context) error {
 	return c.start(ctx)
 }
 
+// Kill9 kills the daemon with SIGKILL, as a crash or the OOM killer
+// would, and waits for it to be gone; its shims and tasks keep running.
+// Restart starts it again.
+func (c *Containerd) Kill9() error {
+	if c.cmd == nil {
+		return errors.New("kill containerd: not running")
+	}
+	defer func() { c.cmd = nil }()
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill containerd: %w", err)
+	}
+	<-c.exited
+	return nil
+}
+
 // Stop stops the daemon (SIGTERM, then SIGKILL after 10s) and then tears
 // down whatever its shims still run: tasks a failed test left behind would
 // otherwise outlive the test with their mounts and cgroups. It says on the
