@@ -61,6 +61,17 @@ type fn struct {
 	phase    phase
 	pausedAt time.Time
 	wakeAt   time.Time // when the current wake-up was asked for
+
+	// Creation is backed off per function, not per replica: after a
+	// failure every missing replica waits, and one create at a time tries
+	// again, so a function that cannot start costs a few attempts a
+	// minute however many replicas it wants.
+	creating      int           // Create calls in flight
+	createErr     string        // why the last creation failed; "" once one succeeds
+	createFails   int           // failed creations since the last success
+	createBackoff time.Duration // the delay the last failure set
+	createAt      time.Time     // no creation before this
+	createSeq     int           // bumped by each failure that backs off
 }
 
 // replica is one replica as the controller tracks it. Fields under fn.mu
@@ -98,6 +109,9 @@ type replica struct {
 	cancel       context.CancelFunc // stops its watchers
 	wctx         context.Context    // the watchers' context, ended by cancel
 	ready        readyState         // HTTP readiness, see ready.go
+	// proves is set on a replica created while creation was backed off:
+	// ready for BackoffReset, it shows the failures are over.
+	proves bool
 }
 
 func newFn(c *Controller, spec function.Spec) *fn {
@@ -147,6 +161,10 @@ func (f *fn) send(ctx context.Context, ev func()) {
 // new bounds. A deploy is activity: a paused or parked function wakes.
 func (f *fn) setSpec(s function.Spec) {
 	f.mu.Lock()
+	if s.Hash() != f.spec.Hash() {
+		// A new spec may well create where the old one could not.
+		f.resetCreate()
+	}
 	f.spec = s
 	f.timeout.Store(int64(s.UpstreamTimeout()))
 	f.desired = min(max(f.desired, s.MinReplicas()), max(s.MaxReplicas(), s.MinReplicas()))
@@ -386,9 +404,17 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 			old = append(old, r)
 		}
 	}
-	// Start what is missing.
-	for range desired - len(cur) {
-		f.create(ctx)
+	// Start what is missing, all together on the function's creation
+	// backoff and within its share of creation slots.
+	now := time.Now()
+	if missing := desired - len(cur); missing > 0 {
+		if now.Before(f.createAt) {
+			next = f.createAt
+		} else {
+			for range min(missing, f.createLimit()-f.creating) {
+				f.create(ctx)
+			}
+		}
 	}
 	// Remove current replicas beyond desired: not-ready ones first, then
 	// the newest.
@@ -409,7 +435,6 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 		f.drain(ctx, r)
 	}
 	// Restarts due.
-	now := time.Now()
 	for _, r := range f.replicas {
 		if r.state != function.StateExited || r.restartAt.IsZero() {
 			continue
@@ -453,7 +478,7 @@ func (f *fn) drain(ctx context.Context, r *replica) {
 	if wasReady {
 		f.publish()
 	}
-	if r.addr == "" && r.id != "failed" {
+	if r.addr == "" {
 		// Still being created; the creation event removes it.
 		return
 	}
@@ -461,25 +486,23 @@ func (f *fn) drain(ctx context.Context, r *replica) {
 }
 
 func (f *fn) remove(ctx context.Context, r *replica) {
-	if r.id != "failed" {
-		deadline := time.Now().Add(f.c.cfg.DrainTimeout)
-		for r.inflight.Load() > 0 && time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
+	deadline := time.Now().Add(f.c.cfg.DrainTimeout)
+	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
 		}
-		// Removal must finish even if the daemon is stopping; otherwise a
-		// half-removed replica is left for the next start's sweep.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
-		err := f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
-		cancel()
-		if err != nil {
-			f.c.log.Error("remove replica", "fn", f.name, "replica", r.id, "err", err)
-		} else {
-			f.c.log.Info("replica removed", "fn", f.name, "replica", r.id)
-		}
+	}
+	// Removal must finish even if the daemon is stopping; otherwise a
+	// half-removed replica is left for the next start's sweep.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
+	err := f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
+	cancel()
+	if err != nil {
+		f.c.log.Error("remove replica", "fn", f.name, "replica", r.id, "err", err)
+	} else {
+		f.c.log.Info("replica removed", "fn", f.name, "replica", r.id)
 	}
 	f.send(ctx, func() {
 		f.mu.Lock()
@@ -511,6 +534,9 @@ func (f *fn) status() function.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := function.Status{Desired: f.desired, Invoked: f.invocations.Load(), Phase: f.phase.String()}
+	if f.createErr != "" {
+		st.LastError = "create failed: " + f.createErr
+	}
 	if f.phase != phaseActive {
 		st.Desired = 0
 	}
@@ -559,6 +585,7 @@ func (f *fn) currentReady() (ok, hopeless bool, why string) {
 			}
 		}()
 	}
+	crashing := false
 	for _, r := range f.replicas {
 		if r.hash != hash || r.state == function.StateReady {
 			continue
@@ -567,10 +594,18 @@ func (f *fn) currentReady() (ok, hopeless bool, why string) {
 			why = r.message
 		}
 		if r.state == function.StateExited && r.restarts >= crashLoopRestarts && r.everReady.IsZero() {
-			hopeless = true
+			crashing = true
 		}
 	}
-	return false, hopeless, why
+	switch {
+	case crashing:
+		return false, true, "crash-looping: " + why
+	case f.createErr != "":
+		// Failing time after time, as a crash loop does: waiting through
+		// the backoff will not help.
+		return false, f.createFails > crashLoopRestarts, "create failed: " + f.createErr
+	}
+	return false, false, why
 }
 
 // crashLoopRestarts is how many failed restarts of a never-ready replica
