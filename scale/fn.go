@@ -109,6 +109,10 @@ type replica struct {
 	cancel       context.CancelFunc // stops its watchers
 	wctx         context.Context    // the watchers' context, ended by cancel
 	ready        readyState         // HTTP readiness, see ready.go
+	// adopted is set on a replica found running after a restart until its
+	// readiness is confirmed again: it was probably serving, so an
+	// outdated one keeps its place until current ones are ready.
+	adopted bool
 	// proves is set on a replica created while creation was backed off:
 	// ready for BackoffReset, it shows the failures are over.
 	proves bool
@@ -231,7 +235,7 @@ func (f *fn) adopt(in function.Instance) {
 		hash = f.spec.Hash()
 	}
 	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP),
-		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created}
+		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true}
 	if in.Hash == f.spec.Hash() {
 		r.ready = readyFor(f.spec)
 	}
@@ -247,14 +251,22 @@ func (f *fn) adopt(in function.Instance) {
 }
 
 // settleAdopted sets the phase from the adopted replicas: running ones make
-// the function active (paused ones are thawed to join them), else it is
-// paused, else parked.
+// the function active (paused ones are thawed to join them; created,
+// unstarted ones are started by reconcile), else it is paused, else
+// parked. The replica count keeps what the autoscaler had reached, as far
+// as current replicas show it, within the function's bounds: replicas
+// beyond it, such as both halves of an interrupted rolling update, are
+// removed by reconcile.
 func (f *fn) settleAdopted() {
-	var running, paused, parked int
+	var running, current, paused, parked int
+	hash := f.spec.Hash()
 	for _, r := range f.replicas {
 		switch r.state {
 		case function.StateStarting:
 			running++
+			if r.hash == hash {
+				current++
+			}
 		case function.StatePaused:
 			paused++
 		case function.StateZero:
@@ -279,7 +291,7 @@ func (f *fn) settleAdopted() {
 	default:
 		f.phase = phaseZero
 	}
-	f.desired = max(f.desired, running)
+	f.desired = min(max(f.desired, current, f.spec.MinReplicas()), max(f.spec.MaxReplicas(), f.spec.MinReplicas()))
 }
 
 func (f *fn) addrOf(ip netip.Addr) string {
@@ -389,6 +401,17 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 	if f.removing {
 		desired = 0
 	}
+	for _, r := range f.replicas {
+		if r.state == function.StateZero && r.message == "" && r.hash == hash && !f.removing {
+			// A created, unstarted task in an active function: left by a
+			// daemon killed between creating a task and starting it. It
+			// counts toward desired, so start it; an outdated one is
+			// removed below.
+			r.state = function.StateStarting
+			r.started = time.Now()
+			f.unpark(ctx, r)
+		}
+	}
 	var cur, old []*replica
 	curReady := 0
 	for _, r := range f.replicas {
@@ -419,17 +442,22 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 	// Remove current replicas beyond desired: not-ready ones first, then
 	// the newest.
 	if extra := len(cur) - desired; extra > 0 {
-		slices.SortFunc(cur, func(a, b *replica) int { return rankForRemoval(a) - rankForRemoval(b) })
+		slices.SortFunc(cur, byRemoval)
 		for _, r := range cur[:extra] {
 			f.drain(ctx, r)
 		}
 	}
 	// Outdated or replaced replicas keep serving until enough current ones
 	// are ready to carry the load: no request fails during an update.
+	// An adopted one counts as serving until its readiness is confirmed
+	// again (a stat and a dial) or denied: draining it first would leave
+	// an update interrupted by a daemon restart with nothing to serve.
 	keepOld := max(0, desired-curReady)
-	slices.SortFunc(old, func(a, b *replica) int { return rankForRemoval(a) - rankForRemoval(b) })
+	slices.SortFunc(old, byRemoval)
 	for i, r := range old {
-		if i >= len(old)-keepOld && (r.state == function.StateReady || r.state == function.StateUnhealthy) {
+		serving := r.state == function.StateReady || r.state == function.StateUnhealthy ||
+			(r.adopted && r.state == function.StateStarting)
+		if i >= len(old)-keepOld && serving {
 			continue
 		}
 		f.drain(ctx, r)
@@ -447,6 +475,15 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 		}
 	}
 	return next
+}
+
+// byRemoval orders replicas so the least useful go first and, of equal
+// use, the newest: the longest running have proved themselves.
+func byRemoval(a, b *replica) int {
+	if d := rankForRemoval(a) - rankForRemoval(b); d != 0 {
+		return d
+	}
+	return b.started.Compare(a.started)
 }
 
 // rankForRemoval orders replicas so the least useful go first.

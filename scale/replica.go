@@ -225,6 +225,7 @@ func (f *fn) becameReady(id string, probed bool) {
 	}
 	now := time.Now()
 	r.state = function.StateReady
+	r.adopted = false
 	r.message = ""
 	r.misses = 0
 	r.healthySince = now
