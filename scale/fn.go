@@ -68,7 +68,7 @@ type fn struct {
 	// minute however many replicas it wants.
 	creating      int           // Create calls in flight
 	createErr     string        // why the last creation failed; "" once one succeeds
-	createFails   int           // failed creations since the last success
+	createFails   int           // failures that backed off since the last success
 	createBackoff time.Duration // the delay the last failure set
 	createAt      time.Time     // no creation before this
 	createSeq     int           // bumped by each failure that backs off

@@ -103,7 +103,6 @@ func (f *fn) createFailed(ctx context.Context, hash string, seq int, id, why str
 	}
 	f.c.metrics.createFailures.WithLabelValues(f.metricName()).Inc()
 	f.createErr = why
-	f.createFails++
 	if seq != f.createSeq {
 		f.c.log.Warn("create replica failed", "fn", f.name, "replica", id, "err", why, "retry_in", time.Until(f.createAt).Round(time.Millisecond))
 		return
@@ -118,6 +117,7 @@ func (f *fn) createFailed(ctx context.Context, hash string, seq int, id, why str
 	f.createBackoff = nextBackoff(f.createBackoff, f.c.cfg.BackoffMin, f.c.cfg.BackoffMax)
 	f.createAt = now.Add(f.createBackoff)
 	f.createSeq++
+	f.createFails++
 	f.c.log.Error("create replica failed", "fn", f.name, "replica", id, "err", why, "retry_in", f.createBackoff)
 	f.poke()
 }
