@@ -511,6 +511,7 @@ func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
 	fs.Autoscaling = s.Autoscaled()
 	if detail {
 		fs.Instances = st.Replicas
+		fs.LastError = st.LastError
 	}
 	return fs
 }

@@ -62,6 +62,9 @@ type FunctionStatus struct {
 	// Instances is ember's addition, in describe only: each replica's
 	// state. OpenFaaS clients ignore it.
 	Instances []function.Replica `json:"instances,omitempty"`
+	// LastError is ember's, in describe only: why the function's last
+	// replica creation failed, until one succeeds.
+	LastError string `json:"lastError,omitempty"`
 	// MinReplicas, MaxReplicas and Autoscaling are ember's: the bounds
 	// the autoscaler keeps the count in (labels or scale --min/--max),
 	// and whether it moves the count at all.

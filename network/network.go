@@ -27,6 +27,24 @@ var (
 	ErrExists = errors.New("already attached")
 )
 
+// SubnetFullError is CNI finding no free address in the subnet: every
+// address is held by a replica (or leaked), and only a larger subnet or
+// fewer replicas helps. FullSubnet lets a consumer recognise it through
+// an interface of its own, without importing this package.
+type SubnetFullError struct {
+	Subnet netip.Prefix
+	Err    error
+}
+
+func (e *SubnetFullError) Error() string {
+	return fmt.Sprintf("subnet %s has no free address: %v", e.Subnet, e.Err)
+}
+
+func (e *SubnetFullError) Unwrap() error { return e.Err }
+
+// FullSubnet is the subnet that has no free address.
+func (e *SubnetFullError) FullSubnet() netip.Prefix { return e.Subnet }
+
 // undoTimeout bounds the clean-up after a failed Attach, which runs even
 // when the caller's context is already done.
 const undoTimeout = 30 * time.Second
@@ -144,6 +162,10 @@ func (n *Network) Attach(ctx context.Context, id string) (Attachment, error) {
 func (n *Network) add(ctx context.Context, id, path string) (netip.Addr, error) {
 	res, err := n.cni.AddNetworkList(ctx, n.conf, n.runtimeConf(id, path))
 	if err != nil {
+		// host-local's words, the only sign of it a plugin's exec gives.
+		if strings.Contains(err.Error(), "no IP addresses available") {
+			return netip.Addr{}, fmt.Errorf("cni add: %w", &SubnetFullError{Subnet: n.subnet, Err: err})
+		}
 		return netip.Addr{}, fmt.Errorf("cni add: %w", err)
 	}
 	r, err := types100.NewResultFromResult(res)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -78,7 +79,16 @@ type Config struct {
 	CleanupBackoffMin, CleanupBackoffMax time.Duration
 	// BackoffMin and BackoffMax bound restart delays (1s doubling to 5m);
 	// BackoffReset is how long a replica must run to reset it (10m).
+	// Failed creations back off the same way, per function: after one,
+	// the function's missing replicas wait; a replica created since that
+	// stays ready for BackoffReset, or a new spec, resets it.
 	BackoffMin, BackoffMax, BackoffReset time.Duration
+	// MaxCreates bounds the replica creations in flight on the host
+	// (default 4; each function has at most 2, 1 after a failure). A
+	// create is a snapshot, a CNI ADD with its iptables changes and a runc
+	// start, a few hundred ms of CPU, and CNI serialises on a host-wide
+	// lock: more at once only makes each slower.
+	MaxCreates int
 	// AutoscaleInterval is how often the autoscaler samples load while
 	// any function is busy (default 250ms); idle, it sleeps.
 	AutoscaleInterval time.Duration
@@ -125,6 +135,9 @@ func (c *Config) setDefaults() {
 	if c.MaxWaiting == 0 {
 		c.MaxWaiting = 1000
 	}
+	if c.MaxCreates <= 0 {
+		c.MaxCreates = 4
+	}
 	if c.MemoryLow == nil {
 		c.MemoryLow = memoryLow
 	}
@@ -163,6 +176,8 @@ type Controller struct {
 	autoKick chan struct{}
 	// probeWake restarts the sleeping probe loop when a replica is ready.
 	probeWake chan struct{}
+	// creates holds a token per replica creation in flight, host-wide.
+	creates chan struct{}
 
 	// fns is replaced, never mutated, so Acquire reads it without a lock.
 	fns atomic.Pointer[map[string]*fn]
@@ -177,7 +192,8 @@ type Controller struct {
 // registered on reg (nil: not registered).
 func New(cfg Config, rt Runtime, st Store, log *slog.Logger, reg prometheus.Registerer) *Controller {
 	cfg.setDefaults()
-	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1), probeWake: make(chan struct{}, 1)}
+	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1), probeWake: make(chan struct{}, 1),
+		creates: make(chan struct{}, cfg.MaxCreates)}
 	c.fns.Store(&map[string]*fn{})
 	c.janitor = newJanitor(func(ctx context.Context) error { return c.rt.Sweep(ctx, c.live) },
 		cfg.CleanupBackoffMin, cfg.CleanupBackoffMax, log, reg)
@@ -541,7 +557,7 @@ func (c *Controller) WaitReady(ctx context.Context, name string) error {
 			return nil
 		}
 		if hopeless {
-			return fmt.Errorf("%s not ready: crash-looping: %s", name, why)
+			return fmt.Errorf("%s not ready: %s", name, why)
 		}
 		select {
 		case <-ctx.Done():
@@ -552,6 +568,38 @@ func (c *Controller) WaitReady(ctx context.Context, name string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// subnetFull is how the network reports that CNI found no free address;
+// an interface, so this package need not import the network's.
+type subnetFull interface {
+	FullSubnet() netip.Prefix
+}
+
+// explainCreate says why a creation failed. An exhausted subnet is said
+// plainly, with what holds its addresses, since only a larger subnet (or
+// fewer replicas) helps.
+func (c *Controller) explainCreate(err error) string {
+	var sf subnetFull
+	if errors.As(err, &sf) {
+		return fmt.Sprintf("subnet %s has no free address: %d replicas running; use a larger --subnet", sf.FullSubnet(), c.addressed())
+	}
+	return err.Error()
+}
+
+// addressed counts the replicas holding an address, host-wide.
+func (c *Controller) addressed() int {
+	n := 0
+	for _, f := range *c.fns.Load() {
+		f.mu.Lock()
+		for _, r := range f.replicas {
+			if r.ip.IsValid() {
+				n++
+			}
+		}
+		f.mu.Unlock()
+	}
+	return n
 }
 
 func (c *Controller) wakeProber() {

@@ -56,6 +56,13 @@ type fakeRuntime struct {
 	// journal records calls by verb and function, for tests that count
 	// what an idle function costs.
 	journal []fakeCall
+	// failCreate, when set, fails every Create (after its gate).
+	failCreate error
+	// createGate, when set, holds every Create until a value is received
+	// from it (or its context ends); inCreate counts those held.
+	createGate         chan struct{}
+	inCreate, maxInCre int
+	attempts           []time.Time // every Create call, failed or not
 }
 
 // fakeCall is one call the controller made to the runtime.
@@ -110,7 +117,28 @@ func (rt *fakeRuntime) EnsureImage(ctx context.Context, ref string) (string, err
 
 func (rt *fakeRuntime) Create(ctx context.Context, spec function.Spec, id string) (function.Instance, error) {
 	rt.mu.Lock()
+	rt.attempts = append(rt.attempts, time.Now())
+	gate := rt.createGate
+	rt.inCreate++
+	rt.maxInCre = max(rt.maxInCre, rt.inCreate)
+	rt.mu.Unlock()
+	var cerr error
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			cerr = ctx.Err()
+		}
+	}
+	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.inCreate--
+	if cerr != nil {
+		return function.Instance{}, cerr
+	}
+	if rt.failCreate != nil {
+		return function.Instance{}, fmt.Errorf("create %s: %w", id, rt.failCreate)
+	}
 	if _, ok := rt.reps[id]; ok {
 		return function.Instance{}, fmt.Errorf("container %s exists", id)
 	}
@@ -661,4 +689,24 @@ func (rt *fakeRuntime) has(id string) bool {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.reps[id] != nil
+}
+
+func (rt *fakeRuntime) setFailCreate(err error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.failCreate = err
+}
+
+// createAttempts lists when Create was called, failed or not.
+func (rt *fakeRuntime) createAttempts() []time.Time {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return slices.Clone(rt.attempts)
+}
+
+// creating reports the Creates held by the gate now and at most.
+func (rt *fakeRuntime) creating() (now, most int) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.inCreate, rt.maxInCre
 }

@@ -61,6 +61,17 @@ type fn struct {
 	phase    phase
 	pausedAt time.Time
 	wakeAt   time.Time // when the current wake-up was asked for
+
+	// Creation is backed off per function, not per replica: after a
+	// failure every missing replica waits, and one create at a time tries
+	// again, so a function that cannot start costs a few attempts a
+	// minute however many replicas it wants.
+	creating      int           // Create calls in flight
+	createErr     string        // why the last creation failed; "" once one succeeds
+	createFails   int           // failures that backed off since the last success
+	createBackoff time.Duration // the delay the last failure set
+	createAt      time.Time     // no creation before this
+	createSeq     int           // bumped by each failure that backs off
 }
 
 // replica is one replica as the controller tracks it. Fields under fn.mu
@@ -98,6 +109,13 @@ type replica struct {
 	cancel       context.CancelFunc // stops its watchers
 	wctx         context.Context    // the watchers' context, ended by cancel
 	ready        readyState         // HTTP readiness, see ready.go
+	// adopted is set on a replica found running after a restart until its
+	// readiness is confirmed again: it was probably serving, so an
+	// outdated one keeps its place until current ones are ready.
+	adopted bool
+	// proves is set on a replica created while creation was backed off:
+	// ready for BackoffReset, it shows the failures are over.
+	proves bool
 }
 
 func newFn(c *Controller, spec function.Spec) *fn {
@@ -147,6 +165,10 @@ func (f *fn) send(ctx context.Context, ev func()) {
 // new bounds. A deploy is activity: a paused or parked function wakes.
 func (f *fn) setSpec(s function.Spec) {
 	f.mu.Lock()
+	if s.Hash() != f.spec.Hash() {
+		// A new spec may well create where the old one could not.
+		f.resetCreate()
+	}
 	f.spec = s
 	f.timeout.Store(int64(s.UpstreamTimeout()))
 	f.desired = min(max(f.desired, s.MinReplicas()), max(s.MaxReplicas(), s.MinReplicas()))
@@ -213,7 +235,7 @@ func (f *fn) adopt(in function.Instance) {
 		hash = f.spec.Hash()
 	}
 	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP),
-		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created}
+		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true}
 	if in.Hash == f.spec.Hash() {
 		r.ready = readyFor(f.spec)
 	}
@@ -229,14 +251,22 @@ func (f *fn) adopt(in function.Instance) {
 }
 
 // settleAdopted sets the phase from the adopted replicas: running ones make
-// the function active (paused ones are thawed to join them), else it is
-// paused, else parked.
+// the function active (paused ones are thawed to join them; created,
+// unstarted ones are started by reconcile), else it is paused, else
+// parked. The replica count keeps what the autoscaler had reached, as far
+// as current replicas show it, within the function's bounds: replicas
+// beyond it, such as both halves of an interrupted rolling update, are
+// removed by reconcile.
 func (f *fn) settleAdopted() {
-	var running, paused, parked int
+	var running, current, paused, parked int
+	hash := f.spec.Hash()
 	for _, r := range f.replicas {
 		switch r.state {
 		case function.StateStarting:
 			running++
+			if r.hash == hash {
+				current++
+			}
 		case function.StatePaused:
 			paused++
 		case function.StateZero:
@@ -261,7 +291,7 @@ func (f *fn) settleAdopted() {
 	default:
 		f.phase = phaseZero
 	}
-	f.desired = max(f.desired, running)
+	f.desired = min(max(f.desired, current, f.spec.MinReplicas()), max(f.spec.MaxReplicas(), f.spec.MinReplicas()))
 }
 
 func (f *fn) addrOf(ip netip.Addr) string {
@@ -371,6 +401,17 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 	if f.removing {
 		desired = 0
 	}
+	for _, r := range f.replicas {
+		if r.state == function.StateZero && r.message == "" && r.hash == hash && !f.removing {
+			// A created, unstarted task in an active function: left by a
+			// daemon killed between creating a task and starting it. It
+			// counts toward desired, so start it; an outdated one is
+			// removed below.
+			r.state = function.StateStarting
+			r.started = time.Now()
+			f.unpark(ctx, r)
+		}
+	}
 	var cur, old []*replica
 	curReady := 0
 	for _, r := range f.replicas {
@@ -386,30 +427,42 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 			old = append(old, r)
 		}
 	}
-	// Start what is missing.
-	for range desired - len(cur) {
-		f.create(ctx)
+	// Start what is missing, all together on the function's creation
+	// backoff and within its share of creation slots.
+	now := time.Now()
+	if missing := desired - len(cur); missing > 0 {
+		if now.Before(f.createAt) {
+			next = f.createAt
+		} else {
+			for range min(missing, f.createLimit()-f.creating) {
+				f.create(ctx)
+			}
+		}
 	}
 	// Remove current replicas beyond desired: not-ready ones first, then
 	// the newest.
 	if extra := len(cur) - desired; extra > 0 {
-		slices.SortFunc(cur, func(a, b *replica) int { return rankForRemoval(a) - rankForRemoval(b) })
+		slices.SortFunc(cur, byRemoval)
 		for _, r := range cur[:extra] {
 			f.drain(ctx, r)
 		}
 	}
 	// Outdated or replaced replicas keep serving until enough current ones
 	// are ready to carry the load: no request fails during an update.
+	// An adopted one counts as serving until its readiness is confirmed
+	// again (a stat and a dial) or denied: draining it first would leave
+	// an update interrupted by a daemon restart with nothing to serve.
 	keepOld := max(0, desired-curReady)
-	slices.SortFunc(old, func(a, b *replica) int { return rankForRemoval(a) - rankForRemoval(b) })
+	slices.SortFunc(old, byRemoval)
 	for i, r := range old {
-		if i >= len(old)-keepOld && (r.state == function.StateReady || r.state == function.StateUnhealthy) {
+		serving := r.state == function.StateReady || r.state == function.StateUnhealthy ||
+			(r.adopted && r.state == function.StateStarting)
+		if i >= len(old)-keepOld && serving {
 			continue
 		}
 		f.drain(ctx, r)
 	}
 	// Restarts due.
-	now := time.Now()
 	for _, r := range f.replicas {
 		if r.state != function.StateExited || r.restartAt.IsZero() {
 			continue
@@ -422,6 +475,15 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 		}
 	}
 	return next
+}
+
+// byRemoval orders replicas so the least useful go first and, of equal
+// use, the newest: the longest running have proved themselves.
+func byRemoval(a, b *replica) int {
+	if d := rankForRemoval(a) - rankForRemoval(b); d != 0 {
+		return d
+	}
+	return b.started.Compare(a.started)
 }
 
 // rankForRemoval orders replicas so the least useful go first.
@@ -453,7 +515,7 @@ func (f *fn) drain(ctx context.Context, r *replica) {
 	if wasReady {
 		f.publish()
 	}
-	if r.addr == "" && r.id != "failed" {
+	if r.addr == "" {
 		// Still being created; the creation event removes it.
 		return
 	}
@@ -461,27 +523,24 @@ func (f *fn) drain(ctx context.Context, r *replica) {
 }
 
 func (f *fn) remove(ctx context.Context, r *replica) {
-	var err error
-	if r.id != "failed" {
-		deadline := time.Now().Add(f.c.cfg.DrainTimeout)
-		for r.inflight.Load() > 0 && time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
+	deadline := time.Now().Add(f.c.cfg.DrainTimeout)
+	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
 		}
-		// Removal should finish even if the daemon is stopping; what it
-		// cannot free in time is the janitor's, or the next start's.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
-		err = f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
-		cancel()
-		if err != nil {
-			f.c.janitor.failed()
-			f.c.log.Warn("remove replica failed, the janitor retries", "fn", f.name, "replica", r.id, "err", err)
-		} else {
-			f.c.log.Info("replica removed", "fn", f.name, "replica", r.id)
-		}
+	}
+	// Removal should finish even if the daemon is stopping; what it
+	// cannot free in time is the janitor's, or the next start's.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
+	err := f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
+	cancel()
+	if err != nil {
+		f.c.janitor.failed()
+		f.c.log.Warn("remove replica failed, the janitor retries", "fn", f.name, "replica", r.id, "err", err)
+	} else {
+		f.c.log.Info("replica removed", "fn", f.name, "replica", r.id)
 	}
 	f.send(ctx, func() {
 		f.mu.Lock()
@@ -517,6 +576,9 @@ func (f *fn) status() function.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st := function.Status{Desired: f.desired, Invoked: f.invocations.Load(), Phase: f.phase.String()}
+	if f.createErr != "" {
+		st.LastError = "create failed: " + f.createErr
+	}
 	if f.phase != phaseActive {
 		st.Desired = 0
 	}
@@ -565,6 +627,7 @@ func (f *fn) currentReady() (ok, hopeless bool, why string) {
 			}
 		}()
 	}
+	crashing := false
 	for _, r := range f.replicas {
 		if r.hash != hash || r.state == function.StateReady {
 			continue
@@ -573,10 +636,18 @@ func (f *fn) currentReady() (ok, hopeless bool, why string) {
 			why = r.message
 		}
 		if r.state == function.StateExited && r.restarts >= crashLoopRestarts && r.everReady.IsZero() {
-			hopeless = true
+			crashing = true
 		}
 	}
-	return false, hopeless, why
+	switch {
+	case crashing:
+		return false, true, "crash-looping: " + why
+	case f.createErr != "":
+		// Failing time after time, as a crash loop does: waiting through
+		// the backoff will not help.
+		return false, f.createFails > crashLoopRestarts, "create failed: " + f.createErr
+	}
+	return false, false, why
 }
 
 // crashLoopRestarts is how many failed restarts of a never-ready replica

@@ -19,6 +19,7 @@ type metrics struct {
 	restarts        *prometheus.CounterVec
 	exits           *prometheus.CounterVec
 	healthFailures  *prometheus.CounterVec
+	createFailures  *prometheus.CounterVec
 	replicaStartups prometheus.Histogram
 }
 
@@ -46,6 +47,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		healthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ember_health_check_failures_total", Help: "Lock-file checks that found no lock.",
 		}, []string{"function_name"}),
+		createFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ember_replica_create_failures_total", Help: "Replica creations that failed (no container or task started).",
+		}, []string{"function_name"}),
 		replicaStartups: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "ember_replica_startup_seconds", Help: "Time from creating a replica to its readiness.",
 			Buckets: []float64{.05, .1, .2, .3, .5, 1, 2, 5, 10, 30},
@@ -53,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.replicas, m.coldStarts, m.coldStartSecs, m.pauses, m.restarts, m.exits,
-			m.healthFailures, m.replicaStartups)
+			m.healthFailures, m.createFailures, m.replicaStartups)
 	}
 	return m
 }
@@ -94,7 +98,7 @@ func (m *metrics) setReplicas(f *fn) {
 func (m *metrics) forget(f *fn) {
 	m.replicas.DeletePartialMatch(prometheus.Labels{"function_name": f.metricName()})
 	m.coldStarts.DeletePartialMatch(prometheus.Labels{"function_name": f.metricName()})
-	for _, v := range []*prometheus.CounterVec{m.pauses, m.restarts, m.exits, m.healthFailures} {
+	for _, v := range []*prometheus.CounterVec{m.pauses, m.restarts, m.exits, m.healthFailures, m.createFailures} {
 		v.DeleteLabelValues(f.metricName())
 	}
 }

@@ -2,6 +2,7 @@ package scale
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,27 +10,51 @@ import (
 	"github.com/emberfaas/ember/function"
 )
 
+// createsPerFn bounds one function's creates in flight while creation
+// works; after a failure it is one at a time. With the host-wide bound
+// (Config.MaxCreates) it keeps a scale-up from flooding containerd and
+// CNI, whose iptables changes serialise on one lock anyway.
+const createsPerFn = 2
+
+// errDrained ends a creation whose replica was drained while it waited
+// for a slot: nothing was created, nothing failed.
+var errDrained = errors.New("drained before creation")
+
 // create starts a replica in the background; it counts as "starting" at
-// once so the next reconcile does not start another.
+// once so the next reconcile does not start another. Called with f.mu
+// held, on the loop.
 func (f *fn) create(ctx context.Context) {
 	spec := f.spec.Clone()
 	id := newReplicaID(f.name)
 	r := &replica{f: f, id: id, hash: spec.Hash(), state: function.StateStarting, started: time.Now(),
-		message: "creating container", ready: readyFor(spec)}
+		message: "waiting for a creation slot", ready: readyFor(spec), proves: f.createBackoff > 0}
 	f.replicas[id] = r
+	f.creating++
+	seq := f.createSeq
 	go func() {
-		in, err := f.c.rt.Create(ctx, spec, id)
+		in, err := f.createIn(ctx, spec, r)
+		why := ""
+		if err != nil && !errors.Is(err, errDrained) {
+			// Explained here, off the loop: the count of addresses in use
+			// takes every function's lock.
+			why = f.c.explainCreate(err)
+		}
 		f.send(ctx, func() {
 			f.mu.Lock()
 			defer f.mu.Unlock()
+			f.creating--
 			if err != nil {
 				delete(f.replicas, id)
-				f.c.log.Error("create replica", "fn", f.name, "replica", id, "err", err)
-				f.lastCreateErr(err)
-				// The runtime undid what it made, if it could; a sweep
-				// frees whatever it could not.
-				f.c.janitor.kick()
+				if why != "" {
+					f.createFailed(ctx, spec.Hash(), seq, id, why)
+					// The runtime undid what it made, if it could; a
+					// sweep frees whatever it could not.
+					f.c.janitor.kick()
+				}
 				return
+			}
+			if spec.Hash() == f.spec.Hash() {
+				f.createErr, f.createFails = "", 0
 			}
 			r.ip, r.pid, r.addr, r.cgroup = in.IP, in.Pid, f.addrOf(in.IP), in.Cgroup
 			r.message = "waiting for " + lockPath
@@ -44,21 +69,78 @@ func (f *fn) create(ctx context.Context) {
 	}()
 }
 
-const lockPath = "/tmp/.lock"
-
-// lastCreateErr keeps a failed creation's reason where WaitReady and
-// describe find it; a function that cannot even create a container must
-// not retry in a tight loop, so the next attempt is delayed.
-func (f *fn) lastCreateErr(err error) {
-	r := &replica{f: f, id: "failed", state: function.StateExited, lastExit: err.Error(),
-		message: "create failed: " + err.Error(), hash: f.spec.Hash()}
-	if prev, ok := f.replicas["failed"]; ok {
-		r.backoff = prev.backoff
+// createIn creates r's container and task once a host-wide creation slot
+// is free, unless r was drained while it waited.
+func (f *fn) createIn(ctx context.Context, spec function.Spec, r *replica) (function.Instance, error) {
+	select {
+	case f.c.creates <- struct{}{}:
+	case <-ctx.Done():
+		return function.Instance{}, errDrained
 	}
-	r.backoff = nextBackoff(r.backoff, f.c.cfg.BackoffMin, f.c.cfg.BackoffMax)
-	r.restartAt = time.Now().Add(r.backoff)
-	f.replicas["failed"] = r
+	defer func() { <-f.c.creates }()
+	f.mu.Lock()
+	drained := r.state == function.StateStopping
+	if !drained {
+		r.message = "creating container"
+	}
+	f.mu.Unlock()
+	if drained {
+		return function.Instance{}, errDrained
+	}
+	in, err := f.c.rt.Create(ctx, spec, r.id)
+	if err != nil && ctx.Err() != nil {
+		return function.Instance{}, errDrained // the daemon is stopping
+	}
+	return in, err
 }
+
+// createFailed records a failed creation for the function as a whole: the
+// reason, where WaitReady and describe find it, and the backoff that
+// delays every missing replica. Creations that were already under way
+// when an earlier one failed add no further delay: N replicas failing
+// together are one failure. Called with f.mu held, on the loop.
+func (f *fn) createFailed(ctx context.Context, hash string, seq int, id, why string) {
+	if hash != f.spec.Hash() {
+		f.c.log.Warn("create replica of a replaced spec failed", "fn", f.name, "replica", id, "err", why)
+		return
+	}
+	f.c.metrics.createFailures.WithLabelValues(f.metricName()).Inc()
+	f.createErr = why
+	if seq != f.createSeq {
+		f.c.log.Warn("create replica failed", "fn", f.name, "replica", id, "err", why, "retry_in", time.Until(f.createAt).Round(time.Millisecond))
+		return
+	}
+	now := time.Now()
+	for _, r := range f.replicas {
+		if r.proves && r.hash == hash && r.state == function.StateReady && now.Sub(r.healthySince) >= f.c.cfg.BackoffReset {
+			f.createBackoff = 0 // the earlier failures are history
+		}
+		r.proves = false
+	}
+	f.createBackoff = nextBackoff(f.createBackoff, f.c.cfg.BackoffMin, f.c.cfg.BackoffMax)
+	f.createAt = now.Add(f.createBackoff)
+	f.createSeq++
+	f.createFails++
+	f.c.log.Error("create replica failed", "fn", f.name, "replica", id, "err", why, "retry_in", f.createBackoff)
+	f.poke()
+}
+
+// resetCreate forgets creation failures, for a new spec. Called with f.mu
+// held.
+func (f *fn) resetCreate() {
+	f.createErr, f.createFails, f.createBackoff, f.createAt = "", 0, 0, time.Time{}
+	f.createSeq++
+}
+
+// createLimit is how many creates the function may have in flight.
+func (f *fn) createLimit() int {
+	if f.createErr != "" {
+		return 1
+	}
+	return createsPerFn
+}
+
+const lockPath = "/tmp/.lock"
 
 // watch starts a replica's watchers: one waits for its exit, one for its
 // readiness (unless it is paused). probe makes readiness also confirm the
@@ -146,6 +228,7 @@ func (f *fn) becameReady(id string, probed bool) {
 	}
 	now := time.Now()
 	r.state = function.StateReady
+	r.adopted = false
 	r.message = ""
 	r.misses = 0
 	r.healthySince = now
@@ -196,12 +279,6 @@ func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
 }
 
 func (f *fn) restart(ctx context.Context, r *replica) {
-	if r.id == "failed" {
-		// A failed creation: forget it and let reconcile create anew.
-		delete(f.replicas, r.id)
-		f.poke()
-		return
-	}
 	r.state = function.StateStarting
 	r.message = "restarting"
 	r.restarts++

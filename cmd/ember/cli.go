@@ -255,6 +255,9 @@ func runDescribe(ctx context.Context, c *client.Client, name, out string, w io.W
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, dash(r.IP), r.State, started, r.Restarts, dash(r.LastExit))
 	}
 	tw.Flush()
+	if f.LastError != "" {
+		fmt.Fprintf(w, "\nLast error: %s\n", f.LastError)
+	}
 	for _, r := range f.Instances {
 		if r.Message != "" {
 			fmt.Fprintf(w, "\n%s: %s\n", r.ID, r.Message)
