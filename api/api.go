@@ -209,12 +209,24 @@ func (a *API) updateFunction(w http.ResponseWriter, r *http.Request, _ httproute
 // deploy handles POST (create or update, as faasd does) and PUT (update
 // only: 404 makes faas-cli fall back to POST). With ?wait=DURATION, ember's
 // CLI waits for a ready replica and gets the reason when there is none.
+//
+// Everything the request carries is checked before anything changes: a
+// request that is refused has deployed nothing.
 func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
+	wait, ok := parseWait(w, r)
+	if !ok {
+		return
+	}
 	var req FunctionDeployment
 	if !a.decode(w, r, &req) {
 		return
 	}
 	if !validNamespace(w, namespaceOf(req.Namespace, r)) {
+		return
+	}
+	spec := req.Spec()
+	if err := spec.Validate(); err != nil {
+		writeError(w, err)
 		return
 	}
 	if update {
@@ -223,12 +235,11 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 			return
 		}
 	}
-	spec := fromDeployment(req)
 	if err := a.fns.Deploy(r.Context(), spec); err != nil {
 		writeError(w, err)
 		return
 	}
-	if !a.waitReady(w, r, spec.Name) {
+	if !a.waitReady(w, r, spec.Name, wait) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
@@ -305,6 +316,10 @@ func (a *API) scaleFunction(w http.ResponseWriter, r *http.Request, ps httproute
 // at start. ember's own route: OpenFaaS has none. With ?wait=DURATION it
 // answers once a restarted replica is ready.
 func (a *API) restartFunction(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+	wait, ok := parseWait(w, r)
+	if !ok {
+		return
+	}
 	name, ok := a.resolve(w, ps.ByName("name"), r.URL.Query().Get("namespace"))
 	if !ok {
 		return
@@ -313,23 +328,33 @@ func (a *API) restartFunction(w http.ResponseWriter, r *http.Request, ps httprou
 		writeError(w, err)
 		return
 	}
-	if !a.waitReady(w, r, name) {
+	if !a.waitReady(w, r, name, wait) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// waitReady honours ?wait=DURATION: it waits for a ready replica of the
-// function's current spec, answering the reason when there is none.
-func (a *API) waitReady(w http.ResponseWriter, r *http.Request, name string) bool {
+// parseWait reads ?wait=DURATION, answering 400 when it is not a positive
+// duration. Handlers call it before they change anything.
+func parseWait(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
 	ws := r.URL.Query().Get("wait")
 	if ws == "" {
-		return true
+		return 0, true
 	}
 	d, err := time.ParseDuration(ws)
 	if err != nil || d <= 0 {
-		http.Error(w, fmt.Sprintf("wait %q is not a positive duration", ws), http.StatusBadRequest)
-		return false
+		http.Error(w, fmt.Sprintf("wait %q is not a positive duration such as 60s", ws), http.StatusBadRequest)
+		return 0, false
+	}
+	return d, true
+}
+
+// waitReady waits up to d (from parseWait; 0: not at all) for a ready
+// replica of the function's current spec, answering the reason when there
+// is none.
+func (a *API) waitReady(w http.ResponseWriter, r *http.Request, name string, d time.Duration) bool {
+	if d == 0 {
+		return true
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
@@ -405,18 +430,34 @@ func validNamespace(w http.ResponseWriter, ns string) bool {
 	return false
 }
 
+// decode reads a body of exactly one JSON value (and white space): bytes
+// after it are refused, not ignored, so a truncated or concatenated
+// request is never half-applied.
 func (a *API) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	body := http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
-	if err := json.NewDecoder(body).Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			http.Error(w, fmt.Sprintf("request body larger than %d bytes", mbe.Limit), http.StatusRequestEntityTooLarge)
-			return false
+	dec := json.NewDecoder(body)
+	err := dec.Decode(v)
+	if err == nil {
+		var extra json.RawMessage
+		switch err = dec.Decode(&extra); {
+		case err == io.EOF:
+			return true
+		case err == nil:
+			err = errors.New("more than one JSON value")
+		default:
+			var mbe *http.MaxBytesError
+			if !errors.As(err, &mbe) {
+				err = fmt.Errorf("data after the JSON value: %w", err)
+			}
 		}
-		http.Error(w, "malformed JSON body: "+err.Error(), http.StatusBadRequest)
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		http.Error(w, fmt.Sprintf("request body larger than %d bytes", mbe.Limit), http.StatusRequestEntityTooLarge)
 		return false
 	}
-	return true
+	http.Error(w, "malformed JSON body: "+err.Error(), http.StatusBadRequest)
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -440,31 +481,6 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusServiceUnavailable
 	}
 	http.Error(w, err.Error(), code)
-}
-
-func fromDeployment(d FunctionDeployment) function.Spec {
-	s := function.Spec{
-		Name:                   d.Service,
-		Image:                  d.Image,
-		EnvProcess:             d.EnvProcess,
-		Env:                    d.EnvVars,
-		Secrets:                d.Secrets,
-		Constraints:            d.Constraints,
-		ReadOnlyRootFilesystem: d.ReadOnlyRootFilesystem,
-	}
-	if d.Labels != nil {
-		s.Labels = *d.Labels
-	}
-	if d.Annotations != nil {
-		s.Annotations = *d.Annotations
-	}
-	if d.Limits != nil {
-		s.Limits = &function.Resources{Memory: d.Limits.Memory, CPU: d.Limits.CPU}
-	}
-	if d.Requests != nil {
-		s.Requests = &function.Resources{Memory: d.Requests.Memory, CPU: d.Requests.CPU}
-	}
-	return s
 }
 
 func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {

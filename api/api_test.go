@@ -40,6 +40,7 @@ type fakeFunctions struct {
 	status  map[string]function.Status // overrides the status derived from the spec
 	waitErr error
 	removed []string
+	deploys int // calls of Deploy, valid or not
 }
 
 func newFakeFunctions(specs ...function.Spec) *fakeFunctions {
@@ -52,6 +53,9 @@ func newFakeFunctions(specs ...function.Spec) *fakeFunctions {
 }
 
 func (f *fakeFunctions) Deploy(ctx context.Context, spec function.Spec) error {
+	f.mu.Lock()
+	f.deploys++
+	f.mu.Unlock()
 	if err := spec.Validate(); err != nil {
 		return err
 	}
@@ -182,6 +186,12 @@ func (f *fakeFunctions) setWaitErr(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.waitErr = err
+}
+
+func (f *fakeFunctions) deployCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deploys
 }
 
 func (f *fakeFunctions) removedNames() []string {
@@ -1017,7 +1027,7 @@ func TestRestart(t *testing.T) {
 		{"qualified", "/system/restart/echo.openfaas-fn", nil, http.StatusAccepted, 1},
 		{"wait", "/system/restart/echo?wait=30s", nil, http.StatusAccepted, 1},
 		{"not ready", "/system/restart/echo?wait=30s", errors.New("echo not ready: exit code 3"), http.StatusGatewayTimeout, 1},
-		{"bad wait", "/system/restart/echo?wait=soon", nil, http.StatusBadRequest, 1},
+		{"bad wait", "/system/restart/echo?wait=soon", nil, http.StatusBadRequest, 0},
 		{"other namespace", "/system/restart/echo?namespace=other", nil, http.StatusNotFound, 0},
 		{"unknown", "/system/restart/nope", nil, http.StatusNotFound, 0},
 	} {

@@ -31,6 +31,34 @@ type FunctionDeployment struct {
 	ReadOnlyRootFilesystem bool               `json:"readOnlyRootFilesystem,omitempty"`
 }
 
+// Spec is the function the deployment describes, as ember stores it
+// (before normalisation). Every path that deploys — the API, the CLI's
+// flags and stack files — validates this spec with Spec.Validate.
+func (d FunctionDeployment) Spec() function.Spec {
+	s := function.Spec{
+		Name:                   d.Service,
+		Image:                  d.Image,
+		EnvProcess:             d.EnvProcess,
+		Env:                    d.EnvVars,
+		Secrets:                d.Secrets,
+		Constraints:            d.Constraints,
+		ReadOnlyRootFilesystem: d.ReadOnlyRootFilesystem,
+	}
+	if d.Labels != nil {
+		s.Labels = *d.Labels
+	}
+	if d.Annotations != nil {
+		s.Annotations = *d.Annotations
+	}
+	if d.Limits != nil {
+		s.Limits = &function.Resources{Memory: d.Limits.Memory, CPU: d.Limits.CPU}
+	}
+	if d.Requests != nil {
+		s.Requests = &function.Resources{Memory: d.Requests.Memory, CPU: d.Requests.CPU}
+	}
+	return s
+}
+
 // FunctionStatus is an element of GET /system/functions and the body of
 // GET /system/function/NAME.
 type FunctionStatus struct {

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultNamespace is the only function namespace ember has. The OpenFaaS API
@@ -375,9 +377,17 @@ func (s Spec) Validate() error {
 	if strings.ContainsAny(s.Image, " \t\n") {
 		return fmt.Errorf("%w: image %q contains whitespace", ErrInvalid, s.Image)
 	}
-	for k := range s.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return fmt.Errorf("%w: environment variable name %q", ErrInvalid, k)
+	if strings.ContainsRune(s.EnvProcess, 0) {
+		return fmt.Errorf("%w: envProcess %q contains a NUL byte", ErrInvalid, s.EnvProcess)
+	}
+	for k, v := range s.Env {
+		if err := validateEnvName(k); err != nil {
+			return err
+		}
+		// execve takes NUL-terminated strings: a NUL would silently cut
+		// the value short. Newlines are fine (PEM keys hold them).
+		if strings.ContainsRune(v, 0) {
+			return fmt.Errorf("%w: environment variable %s: value contains a NUL byte", ErrInvalid, k)
 		}
 	}
 	for _, key := range []string{LabelScaleMin, LabelScaleMax, LabelScaleTarget} {
@@ -408,15 +418,21 @@ func (s Spec) Validate() error {
 	if _, _, err := s.parseReadyHTTP(); err != nil {
 		return err
 	}
-	if s.Limits != nil {
-		if s.Limits.Memory != "" {
-			if _, err := ParseMemory(s.Limits.Memory); err != nil {
-				return fmt.Errorf("limits: %w", err)
+	for _, r := range []struct {
+		field string
+		res   *Resources
+	}{{"limits", s.Limits}, {"requests", s.Requests}} {
+		if r.res == nil {
+			continue
+		}
+		if r.res.Memory != "" {
+			if _, err := ParseMemory(r.res.Memory); err != nil {
+				return fmt.Errorf("%s: %w", r.field, err)
 			}
 		}
-		if s.Limits.CPU != "" {
-			if _, err := ParseCPU(s.Limits.CPU); err != nil {
-				return fmt.Errorf("limits: %w", err)
+		if r.res.CPU != "" {
+			if _, err := ParseCPU(r.res.CPU); err != nil {
+				return fmt.Errorf("%s: %w", r.field, err)
 			}
 		}
 	}
@@ -426,6 +442,22 @@ func (s Spec) Validate() error {
 		}
 	}
 	return s.validateTimeouts()
+}
+
+// validateEnvName refuses names a process environment cannot carry or
+// that no shell or program could read back: empty, with '=', or with
+// control characters or spaces (a newline would forge a second variable
+// in any "K=V" listing, such as /proc/PID/environ read line by line).
+func validateEnvName(k string) error {
+	if k == "" {
+		return fmt.Errorf("%w: environment variable name is empty", ErrInvalid)
+	}
+	for _, c := range k {
+		if c == '=' || c == ' ' || c < 0x20 || c == 0x7f || c == utf8.RuneError {
+			return fmt.Errorf("%w: environment variable name %q must not contain '=', spaces or control characters", ErrInvalid, k)
+		}
+	}
+	return nil
 }
 
 // ValidateBounds checks the replica bounds, from labels or overrides:
@@ -581,8 +613,19 @@ type Status struct {
 	LastError string    `json:"lastError,omitempty"`
 }
 
+// MaxMemory is the largest memory quantity ember accepts, exclusive: 1Ti.
+// The function package does not read the host, so the cap is fixed; it
+// is far above what one replica of a single-host platform can use, and
+// it keeps byte counts well inside int64 (9e18 overflowed before).
+const MaxMemory = 1 << 40
+
+// MaxMilliCPU is the largest CPU quantity ember accepts: 1024 cores, more
+// than any one host has. It keeps the CFS quota (cores × period) from
+// overflowing.
+const MaxMilliCPU = 1024 * 1000
+
 // ParseMemory parses a Kubernetes memory quantity ("128Mi", "1G", "512000")
-// into bytes.
+// into bytes: at least 4Mi, below MaxMemory.
 func ParseMemory(q string) (int64, error) {
 	s := strings.TrimSpace(q)
 	mult := int64(1)
@@ -598,33 +641,52 @@ func ParseMemory(q string) (int64, error) {
 			break
 		}
 	}
-	f, err := strconv.ParseFloat(s, 64)
+	f, err := parseFinite(s)
 	if err != nil || f <= 0 {
 		return 0, fmt.Errorf("%w: memory %q is not a quantity such as 128Mi", ErrInvalid, q)
 	}
-	b := int64(f * float64(mult))
+	b := f * float64(mult)
+	if b >= MaxMemory {
+		return 0, fmt.Errorf("%w: memory %q is not below the limit of 1Ti", ErrInvalid, q)
+	}
 	if b < 4<<20 {
 		return 0, fmt.Errorf("%w: memory %q is below the 4Mi a process needs", ErrInvalid, q)
 	}
-	return b, nil
+	return int64(b), nil
 }
 
 // ParseCPU parses a Kubernetes CPU quantity ("500m", "0.5", "2") into
-// millicores.
+// millicores: at least 1m, at most MaxMilliCPU.
 func ParseCPU(q string) (int64, error) {
 	s := strings.TrimSpace(q)
 	var milli float64
 	var err error
 	if strings.HasSuffix(s, "m") {
-		milli, err = strconv.ParseFloat(strings.TrimSuffix(s, "m"), 64)
+		milli, err = parseFinite(strings.TrimSuffix(s, "m"))
 	} else {
-		milli, err = strconv.ParseFloat(s, 64)
+		milli, err = parseFinite(s)
 		milli *= 1000
 	}
 	if err != nil || milli < 1 {
 		return 0, fmt.Errorf("%w: cpu %q is not a quantity such as 500m or 0.5", ErrInvalid, q)
 	}
+	if milli > MaxMilliCPU {
+		return 0, fmt.Errorf("%w: cpu %q is above the limit of %d cores", ErrInvalid, q, MaxMilliCPU/1000)
+	}
 	return int64(milli), nil
+}
+
+// parseFinite is strconv.ParseFloat without the words it also accepts
+// ("NaN", "Inf", "infinity"): none of them is a quantity.
+func parseFinite(s string) (float64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%q is not a finite number", s)
+	}
+	return f, nil
 }
 
 // TaskStatus is a replica's task state as the container runtime reports it.

@@ -299,7 +299,7 @@ func (s *Stack) deployment(f Function) (api.FunctionDeployment, error) {
 	labels, annotations := map[string]string{}, map[string]string{}
 	maps.Copy(labels, f.Labels)
 	maps.Copy(annotations, f.Annotations)
-	return api.FunctionDeployment{
+	d := api.FunctionDeployment{
 		Service:                f.Name,
 		Image:                  f.Image,
 		Namespace:              f.Namespace,
@@ -312,11 +312,19 @@ func (s *Stack) deployment(f Function) (api.FunctionDeployment, error) {
 		Limits:                 resources(f.Limits),
 		Requests:               resources(f.Requests),
 		ReadOnlyRootFilesystem: f.ReadOnlyRootFilesystem,
-	}, nil
+	}
+	// The daemon's own check, so that the stack stops here on anything it
+	// would refuse, not halfway through a deploy.
+	if err := d.Spec().Validate(); err != nil {
+		return api.FunctionDeployment{}, &Error{File: s.file, Function: f.Name,
+			Problem: strings.TrimPrefix(err.Error(), function.ErrInvalid.Error()+": "), Err: err}
+	}
+	return d, nil
 }
 
-// check validates what the daemon would otherwise refuse, so a broken
-// function stops the whole stack before any of it is deployed.
+// check validates the fields a stack file names itself, so that errors
+// point at them (limits.memory, secrets) before environment files are
+// read; deployment then runs the spec's full Validate.
 func (s *Stack) check(f Function) error {
 	if f.Name == "" {
 		return s.invalid(f.Name, "name", "is required")

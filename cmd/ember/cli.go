@@ -155,9 +155,14 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 	if o.Memory != "" || o.CPU != "" {
 		d.Limits = &api.FunctionResources{Memory: o.Memory, CPU: o.CPU}
 	}
-	var wait time.Duration
-	if o.Wait {
-		wait = o.Timeout
+	// The daemon's own check, so a typo is reported before anything is
+	// sent, in the same words as the API would use.
+	if err := d.Spec().Validate(); err != nil {
+		return err
+	}
+	wait, err := readyWait(o.Wait, o.Timeout)
+	if err != nil {
+		return err
 	}
 	url := strings.TrimSuffix(o.Gateway, "/") + "/function/" + o.Name
 	if err := c.Deploy(ctx, d, wait); err != nil {
@@ -172,6 +177,18 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 		fmt.Fprintf(w, "Deployed %s.\nURL: %s\n", o.Name, url)
 	}
 	return nil
+}
+
+// readyWait is how long to ask the daemon to wait for a ready replica: 0
+// without --wait.
+func readyWait(wait bool, timeout time.Duration) (time.Duration, error) {
+	if !wait {
+		return 0, nil
+	}
+	if timeout <= 0 {
+		return 0, fmt.Errorf("--timeout %s: want a positive duration (or --wait=false)", timeout)
+	}
+	return timeout, nil
 }
 
 func newListCmd() *cobra.Command {

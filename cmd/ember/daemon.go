@@ -54,6 +54,8 @@ type daemonOptions struct {
 	LogMaxFiles        int
 	LogLevel           string
 	Pprof              string
+	// Limits protect the TCP listener from slow and idle clients.
+	Limits serverLimits
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -85,6 +87,11 @@ func newDaemonCmd() *cobra.Command {
 	f.IntVar(&o.MaxWaiting, "wake-queue", 1000, "how many requests one function may hold while it wakes; more get 429")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
 	f.DurationVar(&o.UpstreamTimeout, "upstream-timeout", proxy.DefaultUpstreamTimeout, "how long a function that sets no exec_timeout or write_timeout may take to answer; then 504")
+	f.DurationVar(&o.Limits.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; then the connection is closed")
+	f.DurationVar(&o.Limits.IdleTimeout, "idle-timeout", 60*time.Second, "how long a keep-alive connection may wait for its next request")
+	f.DurationVar(&o.Limits.BodyTimeout, "body-timeout", 30*time.Second, "how long a client may take to send a request body, beyond what --body-min-rate earns it (0: no limit); the function's own time to answer is not counted")
+	f.Int64Var(&o.Limits.BodyMinRate, "body-min-rate", 1024, "bytes per second at which a large request body earns time beyond --body-timeout (0: --body-timeout is for the whole body)")
+	f.IntVar(&o.Limits.MaxConnections, "max-connections", 2048, "connections open at once on --listen (0: no cap); more are answered 503 and closed")
 	f.Int64Var(&o.LogMaxSize, "log-max-size", 10<<20, "bytes at which a replica's log rotates")
 	f.IntVar(&o.LogMaxFiles, "log-max-files", 2, "log files kept per replica, the current one included")
 	f.StringVar(&o.Pprof, "pprof", "", "serve Go's profiler on this address, such as 127.0.0.1:6060 (off by default)")
@@ -192,13 +199,14 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", o.Listen, err)
 	}
+	tcpLn = newLimitListener(tcpLn, o.Limits.MaxConnections)
 	unixLn, err := listenUnix(o.Socket)
 	if err != nil {
 		tcpLn.Close()
 		return err
 	}
-	tcpSrv := &http.Server{Handler: a.Handler(true), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	unixSrv := &http.Server{Handler: a.Handler(false), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	tcpSrv := newHTTPServer(a.Handler(true), o.Limits, log)
+	unixSrv := newHTTPServer(a.Handler(false), unixLimits(o.Limits), log)
 
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	ctrlDone := make(chan error, 1)
@@ -235,6 +243,14 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		err = nil
 	}
 	return err
+}
+
+// unixLimits are the limits of the unix socket: the same header and idle
+// timeouts, but no body timeout and no connection cap. Only root and
+// group ember can connect, and `ember import -` may stream an archive
+// from a slow pipe.
+func unixLimits(l serverLimits) serverLimits {
+	return serverLimits{ReadHeaderTimeout: l.ReadHeaderTimeout, IdleTimeout: l.IdleTimeout}
 }
 
 // listenUnix opens the API socket, replacing a stale one. It is mode 0660,

@@ -60,6 +60,10 @@ func runDeployStack(ctx context.Context, c *client.Client, file, filter string, 
 	if err := checkOutput(output); err != nil {
 		return err
 	}
+	waitDur, err := readyWait(wait, timeout)
+	if err != nil {
+		return err
+	}
 	st, err := stack.Load(file, stack.LoadOptions{})
 	if err != nil {
 		return err
@@ -71,13 +75,9 @@ func runDeployStack(ctx context.Context, c *client.Client, file, filter string, 
 	if len(deps) == 0 {
 		return fmt.Errorf("%s: no functions to deploy", file)
 	}
-	var waitFor time.Duration
-	if wait {
-		waitFor = timeout
-	}
 	results := make([]stackResult, 0, len(deps))
 	for i, d := range deps {
-		if err := c.Deploy(ctx, d.Function, waitFor); err != nil {
+		if err := c.Deploy(ctx, d.Function, waitDur); err != nil {
 			return fmt.Errorf("deploy %s: %w%s", d.Name, err, notAttempted(deps[i+1:]))
 		}
 		ref := d.Name
