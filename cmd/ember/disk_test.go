@@ -133,6 +133,14 @@ func TestFullStateDir(t *testing.T) {
 	t.Logf("filled the state dir with %d MiB", filled>>20)
 	stopFill := make(chan struct{})
 	fillDone := make(chan struct{})
+	var stopFilling sync.Once
+	endFill := func() {
+		stopFilling.Do(func() { close(stopFill) })
+		<-fillDone
+	}
+	// Also when the test fails early: it must stop before the tmpfs is
+	// unmounted, or it would fill the disk under it.
+	t.Cleanup(endFill)
 	go func() {
 		defer close(fillDone)
 		for {
@@ -199,8 +207,7 @@ func TestFullStateDir(t *testing.T) {
 	fullFor := time.Since(fullSince)
 
 	// Room again: logs and writes recover.
-	close(stopFill)
-	<-fillDone
+	endFill()
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
