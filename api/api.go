@@ -477,6 +477,8 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, function.ErrImage):
 		code = http.StatusBadGateway
+	case errors.Is(err, function.ErrNoSpace):
+		code = http.StatusInsufficientStorage
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}

@@ -27,6 +27,21 @@ type StatusConfig struct {
 	Socket           string
 	// Cleanup, if set, reports the cleanup retried in the background.
 	Cleanup func() CleanupStatus
+	// LogDrops, if set, reports function log lines dropped because the
+	// state dir refused them.
+	LogDrops func() LogDrops
+}
+
+// LogDrops counts function log lines read but not kept because the state
+// dir refused them (full, above all): Dropping from a failed append until
+// one works again, Since when that began, totals since start.
+type LogDrops struct {
+	Dropping   bool              `json:"dropping"`
+	Since      time.Time         `json:"since,omitzero"`
+	Lines      uint64            `json:"lines"`
+	Bytes      uint64            `json:"bytes"`
+	ByFunction map[string]uint64 `json:"byFunction,omitempty"`
+	LastError  string            `json:"lastError,omitempty"`
 }
 
 // CleanupStatus is what the daemon failed to free and retries: Pending
@@ -60,6 +75,8 @@ type SystemStatus struct {
 	Replicas Counts `json:"replicas"`
 	// Cleanup is absent from daemons that do not report it.
 	Cleanup *CleanupStatus `json:"cleanup,omitempty"`
+	// LogsDropped is absent while no line was ever dropped.
+	LogsDropped *LogDrops `json:"logsDropped,omitempty"`
 }
 
 // ContainerdStatus is containerd as the daemon sees it. Version is empty
@@ -111,6 +128,11 @@ func (a *API) systemStatus(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if sc.Cleanup != nil {
 		c := sc.Cleanup()
 		st.Cleanup = &c
+	}
+	if sc.LogDrops != nil {
+		if d := sc.LogDrops(); d.Dropping || d.Lines > 0 {
+			st.LogsDropped = &d
+		}
 	}
 	for _, spec := range a.fns.Functions() {
 		fs, err := a.fns.Status(spec.Name)

@@ -92,6 +92,10 @@ var ErrImage = errors.New("image unavailable")
 // retry later instead of counting it against the replica.
 var ErrRuntimeUnavailable = errors.New("container runtime unavailable")
 
+// ErrNoSpace is returned (wrapped) when the disk ember keeps its state on
+// is full: a write was refused, reads still work.
+var ErrNoSpace = errors.New("insufficient storage")
+
 // Resources are Kubernetes-style quantities ("128Mi", "500m"), kept as the
 // user wrote them so the API returns exactly what was sent.
 type Resources struct {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/emberfaas/ember/function"
@@ -26,11 +28,29 @@ import (
 // file (NAME.out) — no process of ours sits in between, and output keeps
 // flowing while the daemon is down. The collector, one goroutine woken by
 // inotify, stamps each new line with the time it saw it and appends it to
-// NAME.log, which rotates at LogMaxSize into NAME.log.1. Its read offset
-// is kept in NAME.off, so a restarted daemon neither loses nor repeats
-// lines; lines written while it was down get the file's modification time.
-// The disk space of what was read is given back by punching holes in the
-// raw file (see reclaim), never by truncating it.
+// NAME.log in the state dir, which rotates at LogMaxSize into NAME.log.1.
+// Its read offset is kept in NAME.off beside the raw file, so a restarted
+// daemon neither loses nor repeats lines; lines written while it was down
+// get the file's modification time. The disk space of what was read is
+// given back by punching holes in the raw file (see reclaim), never by
+// truncating it.
+//
+// Raw files live in the run dir (RunDir/output, a tmpfs under /run), not
+// in the state dir, because the shim must never fail a write. Its copy
+// loop (containerd's pkg/process copyPipes: io.CopyBuffer from the
+// container's pipe to the file) stops at the first write error, logs
+// "error copying stdout" and never reads the pipe again, so once the
+// pipe's 64 KiB fill up the function blocks in write(2) for good — even
+// after the disk has room again. No amount of punching by the collector
+// closes that race on a full disk: the shim's next write can come before
+// any hole. On the run dir raw files compete with nothing of the state
+// dir's (store, stamped logs, images' neighbours), and the collector keeps
+// them small whatever happens to the state dir: when appending to the
+// stamped log fails, the lines are dropped and counted (LogDrops, the
+// ember_log_*_dropped_total metrics), but the raw file is still read,
+// its offset saved and its space given back. Replicas started by an
+// older ember still write into the state dir's log tree; the collector
+// reads both.
 
 const (
 	rawSuffix    = ".out"
@@ -50,12 +70,19 @@ const (
 )
 
 type collector struct {
-	dir      string
+	// roots are the trees of raw files, FN/ID.out: the run dir's, and
+	// the state dir's log tree where older embers had the shim write.
+	roots []string
+	// logDir holds the stamped logs, FN/ID.log.
+	logDir   string
 	maxSize  int64
 	maxFiles int
 	log      *slog.Logger
+	metrics  *logMetrics
 	// reclaimEvery is rawReclaimEvery; tests make it small.
 	reclaimEvery int64
+	// writeLog is appendLog; tests make it fail as a full disk does.
+	writeLog func(p string, data []byte) error
 
 	mu      sync.Mutex // guards below
 	offsets map[string]int64
@@ -63,10 +90,49 @@ type collector struct {
 	// reclaimed is, per raw file, up to where holes were punched by this
 	// collector.
 	reclaimed map[string]int64
-	// noPunch is set once the file system refused to punch a hole: raw
-	// files then keep their read output until their replica is removed.
-	noPunch bool
+	// saved is, per raw file, the offset last written to its NAME.off:
+	// holes never go past it, so a restarted daemon never reads one.
+	saved map[string]int64
+	// noPunch holds the roots whose file system refused to punch a hole:
+	// their raw files keep their read output until their replica is
+	// removed.
+	noPunch map[string]bool
+	drops   LogDrops
 	subs    map[*logSub]struct{}
+}
+
+// LogDrops counts the log lines the collector read but could not keep
+// because the state dir refused them (full, above all). The function's
+// output is still read, so the function never waits on the disk.
+type LogDrops struct {
+	// Dropping is true from a failed append until the next one that
+	// works; Since is when the current or last episode began.
+	Dropping bool      `json:"dropping"`
+	Since    time.Time `json:"since,omitzero"`
+	// Lines and Bytes count since the daemon started, ByFunction the
+	// lines per function.
+	Lines      uint64            `json:"lines"`
+	Bytes      uint64            `json:"bytes"`
+	ByFunction map[string]uint64 `json:"byFunction,omitempty"`
+	LastError  string            `json:"lastError,omitempty"`
+}
+
+type logMetrics struct {
+	lines *prometheus.CounterVec
+	bytes *prometheus.CounterVec
+}
+
+func newLogMetrics(reg prometheus.Registerer) *logMetrics {
+	m := &logMetrics{
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ember_log_lines_dropped_total",
+			Help: "Lines of function output read but not kept, because the state dir refused them."}, []string{"function_name"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ember_log_bytes_dropped_total",
+			Help: "Bytes of stamped function logs not kept, because the state dir refused them."}, []string{"function_name"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.lines, m.bytes)
+	}
+	return m
 }
 
 type logSub struct {
@@ -74,14 +140,39 @@ type logSub struct {
 	ch           chan function.LogLine
 }
 
-func newCollector(dir string, maxSize int64, maxFiles int, log *slog.Logger) *collector {
-	return &collector{dir: dir, maxSize: maxSize, maxFiles: max(1, maxFiles), log: log, reclaimEvery: rawReclaimEvery,
-		offsets: map[string]int64{}, partial: map[string][]byte{}, reclaimed: map[string]int64{}, subs: map[*logSub]struct{}{}}
+// newCollector collects raw files under roots (the first one is where
+// new replicas' go) into stamped logs under logDir.
+func newCollector(roots []string, logDir string, maxSize int64, maxFiles int, log *slog.Logger, m *logMetrics) *collector {
+	c := &collector{roots: slices.Compact(roots), logDir: logDir, maxSize: maxSize, maxFiles: max(1, maxFiles), log: log,
+		metrics: m, reclaimEvery: rawReclaimEvery,
+		offsets: map[string]int64{}, partial: map[string][]byte{}, reclaimed: map[string]int64{}, saved: map[string]int64{},
+		noPunch: map[string]bool{}, subs: map[*logSub]struct{}{}}
+	c.writeLog = c.appendLog
+	return c
 }
 
-// rawPath is the file the shim writes for a replica.
+// rawPath is the file the shim writes for a new replica.
 func (r *Runtime) rawPath(fn, id string) string {
-	return filepath.Join(logDir(r.cfg.StateDir), fn, id+rawSuffix)
+	return filepath.Join(r.logs.roots[0], fn, id+rawSuffix)
+}
+
+// rawPaths are the places a replica's raw file may be: its own, and the
+// state dir's for a replica started by an older ember.
+func (r *Runtime) rawPaths(fn, id string) []string {
+	var ps []string
+	for _, root := range r.logs.roots {
+		ps = append(ps, filepath.Join(root, fn, id+rawSuffix))
+	}
+	return ps
+}
+
+// LogDrops reports the log lines dropped since the daemon started.
+func (r *Runtime) LogDrops() LogDrops {
+	r.logs.mu.Lock()
+	defer r.logs.mu.Unlock()
+	d := r.logs.drops
+	d.ByFunction = maps.Clone(d.ByFunction)
+	return d
 }
 
 // runCollector watches the log tree until ctx ends.
@@ -102,11 +193,13 @@ func (c *collector) run(ctx context.Context) error {
 			watches[int32(wd)] = dir
 		}
 	}
-	watch(c.dir)
-	fns, _ := os.ReadDir(c.dir)
-	for _, e := range fns {
-		if e.IsDir() {
-			watch(filepath.Join(c.dir, e.Name()))
+	for _, root := range c.roots {
+		watch(root)
+		fns, _ := os.ReadDir(root)
+		for _, e := range fns {
+			if e.IsDir() {
+				watch(filepath.Join(root, e.Name()))
+			}
 		}
 	}
 	// Catch up on what was written while nobody watched.
@@ -133,7 +226,7 @@ func (c *collector) run(ctx context.Context) error {
 				continue
 			}
 			p := filepath.Join(dir, name)
-			if ev.Mask&unix.IN_ISDIR != 0 && dir == c.dir {
+			if ev.Mask&unix.IN_ISDIR != 0 && slices.Contains(c.roots, dir) {
 				watch(p)
 				c.scanDir(p)
 				continue
@@ -149,10 +242,12 @@ func (c *collector) run(ctx context.Context) error {
 }
 
 func (c *collector) scanAll() {
-	fns, _ := os.ReadDir(c.dir)
-	for _, e := range fns {
-		if e.IsDir() {
-			c.scanDir(filepath.Join(c.dir, e.Name()))
+	for _, root := range c.roots {
+		fns, _ := os.ReadDir(root)
+		for _, e := range fns {
+			if e.IsDir() {
+				c.scanDir(filepath.Join(root, e.Name()))
+			}
 		}
 	}
 }
@@ -177,9 +272,11 @@ func (c *collector) collect(raw string, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	base := strings.TrimSuffix(raw, rawSuffix)
+	fn, id := filepath.Base(filepath.Dir(raw)), filepath.Base(base)
 	off, ok := c.offsets[raw]
 	if !ok {
 		off = readOffset(base + offsetSuffix)
+		c.saved[raw] = off
 	}
 	f, err := os.Open(raw)
 	if err != nil {
@@ -193,6 +290,7 @@ func (c *collector) collect(raw string, at time.Time) {
 	if st.Size() < off {
 		off = 0 // truncated behind our back
 		delete(c.reclaimed, raw)
+		c.saved[raw] = 0
 	}
 	if st.Size() == off {
 		c.offsets[raw] = off
@@ -211,7 +309,7 @@ func (c *collector) collect(raw string, at time.Time) {
 	}
 	data = append(c.partial[raw], data...)
 	var out bytes.Buffer
-	fn, id := filepath.Base(filepath.Dir(raw)), filepath.Base(base)
+	lines := 0
 	for {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 && len(data) < maxLineBytes {
@@ -228,21 +326,72 @@ func (c *collector) collect(raw string, at time.Time) {
 		out.WriteByte(' ')
 		out.WriteString(text)
 		out.WriteByte('\n')
+		lines++
 		c.publish(function.LogLine{Time: at, Function: fn, Instance: id, Text: text})
 		if len(data) == 0 {
 			break
 		}
 	}
 	c.partial[raw] = slices.Clone(data)
-	c.appendLog(base+logSuffix, out.Bytes())
+	if out.Len() > 0 {
+		// A failed append drops these lines and nothing else: the raw
+		// file is read on and reclaimed as if they were kept, so the
+		// shim's file never grows with the state dir full.
+		c.noteAppend(fn, lines, out.Len(), c.writeLog(filepath.Join(c.logDir, fn, id+logSuffix), out.Bytes()))
+	}
 	c.offsets[raw] = off
 	// What is saved is where the last whole line ended: a restarted
 	// daemon reads an unfinished line again rather than lose its start.
-	// It is saved before reclaim, so that a crash never leaves a saved
-	// offset pointing into a hole.
+	// It is saved before reclaim, and reclaim never goes past what was
+	// saved, so that a crash never leaves a saved offset pointing into a
+	// hole.
 	done := off - int64(len(data))
-	os.WriteFile(base+offsetSuffix, []byte(strconv.FormatInt(done, 10)), 0o600)
-	c.reclaim(raw, done)
+	if err := writeOffset(base+offsetSuffix, done); err == nil {
+		c.saved[raw] = done
+	}
+	c.reclaim(raw, c.saved[raw])
+}
+
+// noteAppend counts the lines an append failed to keep and says so once
+// per episode: when the first append fails and when one works again.
+// Called with c.mu held.
+func (c *collector) noteAppend(fn string, lines, size int, err error) {
+	if err == nil {
+		if c.drops.Dropping {
+			c.drops.Dropping = false
+			c.log.Info("keeping function logs again", "dir", c.logDir, "dropped_since", c.drops.Since,
+				"dropped_lines_total", c.drops.Lines)
+		}
+		return
+	}
+	if !c.drops.Dropping {
+		c.drops.Dropping, c.drops.Since = true, time.Now()
+		c.log.Warn("cannot append to function logs, dropping lines until it works again (functions keep running)",
+			"dir", c.logDir, "err", err)
+	}
+	c.drops.Lines += uint64(lines)
+	c.drops.Bytes += uint64(size)
+	if c.drops.ByFunction == nil {
+		c.drops.ByFunction = map[string]uint64{}
+	}
+	c.drops.ByFunction[fn] += uint64(lines)
+	c.drops.LastError = err.Error()
+	c.metrics.lines.WithLabelValues(fn).Add(float64(lines))
+	c.metrics.bytes.WithLabelValues(fn).Add(float64(size))
+}
+
+// writeOffset replaces an offset file whole: writing it in place would
+// leave it empty when the disk is full, and an empty one reads as 0.
+func writeOffset(p string, off int64) error {
+	tmp := p + ".tmp"
+	err := os.WriteFile(tmp, []byte(strconv.FormatInt(off, 10)), 0o600)
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // reclaim frees the disk space of a raw file's output up to read, which
@@ -273,7 +422,8 @@ func (c *collector) reclaim(raw string, read int64) {
 	end := read - tailWindow
 	end -= end % rawPunchAlign
 	from := c.reclaimed[raw]
-	if c.noPunch || end-from < c.reclaimEvery {
+	root := filepath.Dir(filepath.Dir(raw))
+	if c.noPunch[root] || end-from < c.reclaimEvery {
 		return
 	}
 	f, err := os.OpenFile(raw, os.O_WRONLY, 0)
@@ -286,9 +436,9 @@ func (c *collector) reclaim(raw string, read int64) {
 	case err == nil:
 		c.reclaimed[raw] = end
 	case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS):
-		c.noPunch = true
+		c.noPunch[root] = true
 		c.log.Warn("file system cannot punch holes: replica output files keep growing until their replica is removed",
-			"dir", c.dir, "err", err)
+			"dir", root, "err", err)
 	}
 }
 
@@ -303,10 +453,7 @@ func readOffset(p string) int64 {
 
 // appendLog appends to a replica's stamped log, rotating it first when it
 // would grow past maxSize.
-func (c *collector) appendLog(p string, data []byte) {
-	if len(data) == 0 {
-		return
-	}
+func (c *collector) appendLog(p string, data []byte) error {
 	if st, err := os.Stat(p); err == nil && st.Size()+int64(len(data)) > c.maxSize {
 		for i := c.maxFiles - 1; i >= 1; i-- {
 			from := p
@@ -320,11 +467,18 @@ func (c *collector) appendLog(p string, data []byte) {
 		}
 	}
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return
+	if errors.Is(err, os.ErrNotExist) {
+		// Its directory could not be made with the replica (a full
+		// disk): make it now.
+		if err = os.MkdirAll(filepath.Dir(p), 0o700); err == nil {
+			f, err = os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		}
 	}
-	f.Write(data)
-	f.Close()
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	return errors.Join(err, f.Close())
 }
 
 // publish hands a line to followers. A follower that cannot keep up
@@ -348,6 +502,7 @@ func (c *collector) forget(raw string) {
 	delete(c.offsets, raw)
 	delete(c.partial, raw)
 	delete(c.reclaimed, raw)
+	delete(c.saved, raw)
 }
 
 // Logs streams a function's log lines, oldest first, to out; with Follow

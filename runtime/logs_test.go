@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestCollectWhileAppending: the shim appends to a raw file while the
@@ -31,7 +35,7 @@ func TestCollectWhileAppending(t *testing.T) {
 	defer w.Close()
 
 	newC := func() *collector {
-		c := newCollector(dir, 1<<40, 1, slog.New(slog.NewTextHandler(t.Output(), nil)))
+		c := newCollector([]string{dir}, dir, 1<<40, 1, slog.New(slog.NewTextHandler(t.Output(), nil)), newLogMetrics(nil))
 		c.reclaimEvery = rawPunchAlign
 		return c
 	}
@@ -70,7 +74,7 @@ func TestCollectWhileAppending(t *testing.T) {
 		}
 		c.collect(raw, time.Time{})
 		punched = punched || c.reclaimed[raw] > 0
-		noPunch = noPunch || c.noPunch
+		noPunch = noPunch || c.noPunch[dir]
 		if round%100 == 0 {
 			c = newC() // a restarted daemon
 		}
@@ -130,5 +134,89 @@ func TestTailFileSkipsHole(t *testing.T) {
 	got := tailFile(p, 5)
 	if strings.Join(got, "|") != "last words|exit" {
 		t.Errorf("tailFile = %q, want [last words exit]", got)
+	}
+}
+
+// TestCollectDropsWhenAppendFails: with the state dir full, appending to
+// the stamped log fails. The collector must still read the raw file, save
+// its offset and punch its space back — the shim's file may never grow
+// with the disk full — and count what it dropped, saying so once; when
+// appends work again, lines are kept again.
+func TestCollectDropsWhenAppendFails(t *testing.T) {
+	run, state := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(run, "echo"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raw := filepath.Join(run, "echo", "r1"+rawSuffix)
+	w, err := os.OpenFile(raw, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var logged bytes.Buffer
+	c := newCollector([]string{run}, state, 1<<40, 1, slog.New(slog.NewTextHandler(&logged, nil)), newLogMetrics(nil))
+	c.reclaimEvery = rawPunchAlign
+	full := true
+	c.writeLog = func(p string, data []byte) error {
+		if full {
+			return &os.PathError{Op: "write", Path: p, Err: syscall.ENOSPC}
+		}
+		return c.appendLog(p, data)
+	}
+	line := strings.Repeat("x", 99) + "\n"
+	const batches, perBatch = 40, 500
+	for range batches {
+		if _, err := w.WriteString(strings.Repeat(line, perBatch)); err != nil {
+			t.Fatal(err)
+		}
+		c.collect(raw, time.Time{})
+	}
+
+	const want = batches * perBatch
+	if c.drops.Lines != want || c.drops.ByFunction["echo"] != want || !c.drops.Dropping {
+		t.Errorf("drops = %+v, want %d lines of echo, dropping", c.drops, want)
+	}
+	if got := testutil.ToFloat64(c.metrics.lines.WithLabelValues("echo")); got != want {
+		t.Errorf("ember_log_lines_dropped_total = %v, want %d", got, want)
+	}
+	if c.drops.Bytes <= want*100 {
+		t.Errorf("dropped bytes %d, want more than the %d bytes of raw output (stamps are added)", c.drops.Bytes, want*100)
+	}
+	st, err := os.Stat(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readOffset(filepath.Join(run, "echo", "r1"+offsetSuffix)); got != st.Size() {
+		t.Errorf("saved offset %d, want the raw file's size %d: output was not read on", got, st.Size())
+	}
+	disk := st.Sys().(*syscall.Stat_t).Blocks * 512
+	t.Logf("raw file: %d bytes, %d on disk; dropped %d lines, %d bytes", st.Size(), disk, c.drops.Lines, c.drops.Bytes)
+	if !c.noPunch[run] && disk > 4*rawPunchAlign {
+		t.Errorf("raw file of %d bytes takes %d on disk: its space was not given back while dropping", st.Size(), disk)
+	}
+	if _, err := os.Stat(filepath.Join(state, "echo", "r1"+logSuffix)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stamped log: %v, want none", err)
+	}
+
+	full = false
+	if _, err := w.WriteString("back\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.collect(raw, time.Time{})
+	data, err := os.ReadFile(filepath.Join(state, "echo", "r1"+logSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, text, _ := strings.Cut(strings.TrimSpace(string(data)), " "); text != "back" {
+		t.Errorf("stamped log after recovery: %q, want the one new line", data)
+	}
+	if c.drops.Dropping || c.drops.Lines != want {
+		t.Errorf("drops after recovery = %+v, want not dropping, %d lines", c.drops, want)
+	}
+	if n := strings.Count(logged.String(), "dropping lines"); n != 1 {
+		t.Errorf("said %d times that lines are dropped, want once per episode:\n%s", n, logged.String())
+	}
+	if n := strings.Count(logged.String(), "keeping function logs again"); n != 1 {
+		t.Errorf("said %d times that logs are kept again, want once:\n%s", n, logged.String())
 	}
 }

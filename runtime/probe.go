@@ -160,10 +160,12 @@ func probeFits(spec *specs.Spec) bool {
 // file the shim writes, or, when the collector has just emptied it, from
 // the stamped log.
 func (r *Runtime) LogTail(fn, id string, n int) []string {
-	if lines := tailFile(r.LogPath(fn, id), n); len(lines) > 0 {
-		return lines
+	for _, raw := range r.rawPaths(fn, id) {
+		if lines := tailFile(raw, n); len(lines) > 0 {
+			return lines
+		}
 	}
-	lines := tailFile(strings.TrimSuffix(r.LogPath(fn, id), rawSuffix)+logSuffix, n)
+	lines := tailFile(filepath.Join(r.logs.logDir, fn, id+logSuffix), n)
 	for i, l := range lines {
 		if _, text, ok := strings.Cut(l, " "); ok {
 			lines[i] = text
@@ -261,17 +263,19 @@ func (r *Runtime) Sweep(ctx context.Context, keep func(id string) bool) error {
 			}
 		}
 	}
-	fns, _ := os.ReadDir(logDir(r.cfg.StateDir))
-	for _, fn := range fns {
-		dir := filepath.Join(logDir(r.cfg.StateDir), fn.Name())
-		logs, _ := os.ReadDir(dir)
-		for _, l := range logs {
-			id, _, _ := strings.Cut(l.Name(), ".")
-			if !keep(id) {
-				os.Remove(filepath.Join(dir, l.Name()))
+	for _, root := range append(r.logs.roots, r.logs.logDir) {
+		fns, _ := os.ReadDir(root)
+		for _, fn := range fns {
+			dir := filepath.Join(root, fn.Name())
+			logs, _ := os.ReadDir(dir)
+			for _, l := range logs {
+				id, _, _ := strings.Cut(l.Name(), ".")
+				if !keep(id) {
+					os.Remove(filepath.Join(dir, l.Name()))
+				}
 			}
+			os.Remove(dir) // only succeeds when empty
 		}
-		os.Remove(dir) // only succeeds when empty
 	}
 	return errors.Join(errs...)
 }

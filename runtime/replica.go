@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -108,6 +109,10 @@ func (r *Runtime) newTask(ctx context.Context, c containerd.Container, fn string
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return nil, err
 	}
+	// Not an error: on a full state dir the replica runs and its lines
+	// are dropped (and counted) until there is room; the collector makes
+	// the directory then.
+	_ = os.MkdirAll(filepath.Join(r.logs.logDir, fn), 0o700)
 	task, err := c.NewTask(ctx, cio.LogFile(logPath))
 	if err != nil {
 		return nil, fmt.Errorf("create task: %w", err)
@@ -327,16 +332,22 @@ func (r *Runtime) cleanup(ctx context.Context, fn, id string) error {
 		errs = append(errs, err)
 	}
 	if fn != "" {
-		r.logs.forget(r.rawPath(fn, id))
-		base := strings.TrimSuffix(r.rawPath(fn, id), rawSuffix)
-		matches, _ := filepath.Glob(base + ".*")
-		for _, m := range matches {
-			if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
+		dirs := []string{filepath.Join(r.logs.logDir, fn)}
+		for _, raw := range r.rawPaths(fn, id) {
+			r.logs.forget(raw)
+			dirs = append(dirs, filepath.Dir(raw))
 		}
-		// Drop the function's log directory once its last replica is gone.
-		_ = os.Remove(filepath.Dir(r.LogPath(fn, id)))
+		for _, dir := range slices.Compact(dirs) {
+			matches, _ := filepath.Glob(filepath.Join(dir, id+".*"))
+			for _, m := range matches {
+				if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, err)
+				}
+			}
+			// Drop the function's log directory once its last replica
+			// is gone.
+			_ = os.Remove(dir)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove replica %s: %w", id, err)

@@ -15,6 +15,7 @@ import (
 	apievents "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/typeurl/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Labels ember puts on its containers. They make a container self-describing,
@@ -60,6 +61,13 @@ type Config struct {
 	// StateDir holds logs, per-replica files and registry credentials
 	// (config.json).
 	StateDir string
+	// RunDir holds what ends with a reboot: the raw output files the
+	// shim writes (RunDir/output), kept off the state dir so that a full
+	// state dir never blocks a function's output (see logs.go). Empty
+	// puts them in the state dir's log tree, as older embers did.
+	RunDir string
+	// Registerer, if set, takes the runtime's metrics.
+	Registerer prometheus.Registerer
 	// InsecureRegistries are registry hosts reached over plain HTTP in
 	// addition to localhost and 127.0.0.1.
 	InsecureRegistries []string
@@ -119,7 +127,11 @@ func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runti
 	if cfg.PullTimeout == 0 {
 		cfg.PullTimeout = 5 * time.Minute
 	}
-	for _, d := range []string{logDir(cfg.StateDir), filesDir(cfg.StateDir)} {
+	out := logDir(cfg.StateDir)
+	if cfg.RunDir != "" {
+		out = filepath.Join(cfg.RunDir, "output")
+	}
+	for _, d := range []string{out, logDir(cfg.StateDir), filesDir(cfg.StateDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("runtime: %w", err)
 		}
@@ -141,7 +153,8 @@ func New(ctx context.Context, cfg Config, net Network, log *slog.Logger) (*Runti
 		}
 	}
 	r := &Runtime{cfg: cfg, client: client, net: net, log: log, ooms: map[string]time.Time{}, cpu: map[string]cpuSample{},
-		logs: newCollector(logDir(cfg.StateDir), cfg.LogMaxSize, cfg.LogMaxFiles, log)}
+		logs: newCollector([]string{out, logDir(cfg.StateDir)}, logDir(cfg.StateDir), cfg.LogMaxSize, cfg.LogMaxFiles, log,
+			newLogMetrics(cfg.Registerer))}
 	if err := r.writeResolvConf(); err != nil {
 		client.Close()
 		return nil, err

@@ -14,7 +14,10 @@ import (
 // 0600 in a 0700 directory: only root reads them, and only ember hands
 // them to the functions that list them.
 type Secrets struct {
-	dir string
+	dir   string
+	space space
+	// writeFile is os.WriteFile; tests make it fail half-way.
+	writeFile func(name string, data []byte, perm os.FileMode) error
 }
 
 // OpenSecrets returns the secret store in dir, creating it.
@@ -25,8 +28,18 @@ func OpenSecrets(dir string) (*Secrets, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("secrets dir: %w", err)
 	}
-	return &Secrets{dir: dir}, nil
+	// A crash between writing and renaming leaves a temporary file: it
+	// is no secret, and nothing else removes it.
+	tmps, _ := filepath.Glob(filepath.Join(dir, "*"+tmpSuffix))
+	for _, p := range tmps {
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("secrets dir: %w", err)
+		}
+	}
+	return &Secrets{dir: dir, space: space{dir: filepath.Dir(dir)}, writeFile: os.WriteFile}, nil
 }
+
+const tmpSuffix = ".tmp"
 
 func (s *Secrets) path(name string) (string, error) {
 	if err := function.ValidateName(name); err != nil {
@@ -44,7 +57,7 @@ func (s *Secrets) Create(name string, value []byte) error {
 	if _, err := os.Stat(p); err == nil {
 		return fmt.Errorf("secret %s: %w", name, function.ErrExists)
 	}
-	return writeSecret(p, value)
+	return s.write(p, value)
 }
 
 // Update replaces an existing secret's value.
@@ -56,7 +69,7 @@ func (s *Secrets) Update(name string, value []byte) error {
 	if _, err := os.Stat(p); err != nil {
 		return fmt.Errorf("secret %s: %w", name, function.ErrNotFound)
 	}
-	return writeSecret(p, value)
+	return s.write(p, value)
 }
 
 // Delete removes a secret.
@@ -113,15 +126,23 @@ func (s *Secrets) Exists(name string) bool {
 	return err == nil
 }
 
-// writeSecret writes atomically, so a reader never sees half a value.
-func writeSecret(p string, value []byte) error {
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, value, 0o600); err != nil {
-		return fmt.Errorf("write secret: %w", err)
+// write writes atomically, so a reader never sees half a value. On a
+// failure, a full disk above all, the temporary file goes too: the old
+// value stays whole and no partial file is left for anyone to read.
+func (s *Secrets) write(p string, value []byte) error {
+	if err := s.space.check(); err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write secret: %w", err)
+	tmp := p + tmpSuffix
+	err := s.writeFile(tmp, value, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+		return s.space.wrap(fmt.Errorf("write secret: %w", err))
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -48,5 +50,70 @@ func TestSecrets(t *testing.T) {
 	}
 	if err := s.Delete("db"); !errors.Is(err, function.ErrNotFound) {
 		t.Errorf("second delete: %v", err)
+	}
+}
+
+// A write that fails half-way, as on a full disk, keeps the old value,
+// leaves no temporary or partial file, and says the state dir is full.
+func TestSecretWriteFailureLeavesNothing(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "secrets")
+	s, err := OpenSecrets(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create("db", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	s.writeFile = func(name string, data []byte, perm os.FileMode) error {
+		// What os.WriteFile does when the disk fills mid-way: the file
+		// exists, holds a prefix, and the error is ENOSPC.
+		if err := os.WriteFile(name, data[:len(data)/2], perm); err != nil {
+			return err
+		}
+		return &os.PathError{Op: "write", Path: name, Err: syscall.ENOSPC}
+	}
+	for _, op := range []struct {
+		name string
+		do   func() error
+	}{
+		{"create", func() error { return s.Create("api", []byte("new-value")) }},
+		{"update", func() error { return s.Update("db", []byte("new-value")) }},
+	} {
+		err := op.do()
+		if !errors.Is(err, function.ErrNoSpace) || !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("%s: %v, want ErrNoSpace wrapping ENOSPC", op.name, err)
+		}
+		if want := "state dir " + state + " is full"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want it to say %q", op.name, err, want)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if d := cmp.Diff([]string{"db"}, names); d != "" {
+		t.Errorf("files in the secrets dir (-want +got):\n%s", d)
+	}
+	if v, _ := s.Value("db"); string(v) != "old" {
+		t.Errorf("value after a failed update: %q, want the old one", v)
+	}
+}
+
+// A temporary file a crash left behind is removed on open.
+func TestOpenSecretsRemovesStaleTemp(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secrets")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "db.tmp"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSecrets(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "db.tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale db.tmp: %v, want it gone", err)
 	}
 }

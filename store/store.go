@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +23,8 @@ var (
 // Store is a bbolt-backed store of function specs. It is safe for
 // concurrent use.
 type Store struct {
-	db *bolt.DB
+	db    *bolt.DB
+	space space
 }
 
 // Open opens (creating if needed) the store file at path. Only one process
@@ -48,7 +50,7 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, space: space{dir: filepath.Dir(path)}}, nil
 }
 
 // Close releases the file.
@@ -60,9 +62,12 @@ func (s *Store) PutFunction(spec function.Spec) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", spec.Name, err)
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.space.check(); err != nil {
+		return err
+	}
+	return s.space.wrap(s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketFunctions).Put([]byte(spec.Name), data)
-	})
+	}))
 }
 
 // Function returns one spec, or an error wrapping function.ErrNotFound.
@@ -96,14 +101,16 @@ func (s *Store) Functions() ([]function.Spec, error) {
 }
 
 // DeleteFunction removes a spec; deleting a missing one is ErrNotFound.
+// It is not refused on a full disk ahead of time: removing is how room is
+// made, and bbolt usually rewrites pages it already owns.
 func (s *Store) DeleteFunction(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.space.wrap(s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketFunctions)
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 		}
 		return b.Delete([]byte(name))
-	})
+	}))
 }
 
 // Meta returns a small daemon-wide value (such as the install's identity),
@@ -119,7 +126,10 @@ func (s *Store) Meta(key string) (string, error) {
 
 // SetMeta stores a daemon-wide value.
 func (s *Store) SetMeta(key, value string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.space.check(); err != nil {
+		return err
+	}
+	return s.space.wrap(s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put([]byte(key), []byte(value))
-	})
+	}))
 }

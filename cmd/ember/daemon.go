@@ -72,7 +72,7 @@ func newDaemonCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.Listen, "listen", "0.0.0.0:8080", "TCP address of the gateway and API")
 	f.StringVar(&o.StateDir, "state-dir", "/var/lib/ember", "directory for ember's state: store, logs, credentials")
-	f.StringVar(&o.RunDir, "run-dir", "/run/ember", "directory for runtime files that end with a reboot (network namespaces)")
+	f.StringVar(&o.RunDir, "run-dir", "/run/ember", "directory for runtime files that end with a reboot (network namespaces, replicas' raw output)")
 	f.StringVar(&o.ContainerdSocket, "containerd-socket", "/run/containerd/containerd.sock", "containerd's gRPC socket")
 	f.StringVar(&o.RuncRoot, "runc-root", "", "runc state directory (default: containerd's)")
 	f.StringVar(&o.Namespace, "namespace", "ember", "containerd namespace for ember's images and containers")
@@ -147,10 +147,14 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return fmt.Errorf("find own binary for the probe: %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rt, err := runtime.New(ctx, runtime.Config{
 		Socket:             o.ContainerdSocket,
 		Namespace:          o.Namespace,
 		StateDir:           o.StateDir,
+		RunDir:             o.RunDir,
+		Registerer:         reg,
 		InsecureRegistries: o.InsecureRegistries,
 		ProbeBinary:        self,
 		Nameservers:        o.Nameservers,
@@ -167,8 +171,6 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctrl := scale.New(scale.Config{
 		HealthInterval: o.HealthInterval,
 		WakeTimeout:    o.WakeTimeout,
@@ -183,7 +185,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
-			Cleanup: func() api.CleanupStatus { return api.CleanupStatus(ctrl.Cleanup()) }}},
+			Cleanup:  func() api.CleanupStatus { return api.CleanupStatus(ctrl.Cleanup()) },
+			LogDrops: func() api.LogDrops { return api.LogDrops(rt.LogDrops()) }}},
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Gatherer: reg},
 		log.With("component", "api"))
 

@@ -61,7 +61,36 @@ func runStatus(ctx context.Context, fetch func(context.Context) (api.SystemStatu
 		}
 		fmt.Fprintf(tw, "Cleanup:\t%d pending%s (%d failures since start): %s\n", c.Pending, retry, c.Failures, c.LastError)
 	}
+	if d := st.LogsDropped; d != nil {
+		fmt.Fprintf(tw, "Logs dropped:\t%s\n", formatDrops(*d))
+	}
 	return tw.Flush()
+}
+
+// formatDrops renders "1200 lines (150 KiB) since 10:00:00, dropping now:
+// echo 1000, api 200; last error: ...".
+func formatDrops(d api.LogDrops) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d lines (%d KiB)", d.Lines, d.Bytes>>10)
+	if d.Dropping {
+		fmt.Fprintf(&b, ", dropping since %s", d.Since.Local().Format(time.TimeOnly))
+	} else if !d.Since.IsZero() {
+		fmt.Fprintf(&b, ", last from %s", d.Since.Local().Format(time.TimeOnly))
+	}
+	fns := slices.SortedFunc(maps.Keys(d.ByFunction), func(a, b string) int {
+		return cmp.Or(cmp.Compare(d.ByFunction[b], d.ByFunction[a]), strings.Compare(a, b))
+	})
+	for i, fn := range fns {
+		sep := ", "
+		if i == 0 {
+			sep = ": "
+		}
+		fmt.Fprintf(&b, "%s%s %d", sep, fn, d.ByFunction[fn])
+	}
+	if d.LastError != "" {
+		fmt.Fprintf(&b, "; last error: %s", d.LastError)
+	}
+	return b.String()
 }
 
 // stateRank orders states and phases: serving first, then on the way,

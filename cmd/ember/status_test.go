@@ -147,3 +147,19 @@ func TestStatusOldDaemon(t *testing.T) {
 		t.Errorf("err %v, want a StatusError with 404", err)
 	}
 }
+
+func TestStatusShowsDroppedLogs(t *testing.T) {
+	st := sampleStatus()
+	st.LogsDropped = &api.LogDrops{Dropping: true, Since: time.Now(), Lines: 1200, Bytes: 150 << 10,
+		ByFunction: map[string]uint64{"api": 200, "echo": 1000}, LastError: "write x: no space left on device"}
+	var buf bytes.Buffer
+	fetch := func(context.Context) (api.SystemStatus, error) { return st, nil }
+	if err := runStatus(t.Context(), fetch, "", &buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Logs dropped:  1200 lines (150 KiB), dropping since ", ": echo 1000, api 200; last error: write x: no space left on device\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, buf.String())
+		}
+	}
+}

@@ -14,6 +14,8 @@
 //	CRASH=N       print "crashing with N" to stderr and exit N at once
 //	READY_STATUS  status GET /_/ready answers (default 200)
 //	SINK_URL      where /_/effect records its effects
+//	LOG_SPAM=N    write about N bytes a second of numbered 100-byte lines
+//	              to stdout, for as long as it runs
 //
 // Paths:
 //
@@ -102,6 +104,13 @@ func main() {
 		if readyStatus, err = strconv.Atoi(v); err != nil {
 			fail(fmt.Errorf("READY_STATUS: %w", err))
 		}
+	}
+	if v := os.Getenv("LOG_SPAM"); v != "" {
+		rate, err := strconv.Atoi(v)
+		if err != nil || rate <= 0 {
+			fail(fmt.Errorf("LOG_SPAM: %q is not a positive number of bytes a second", v))
+		}
+		go spam(rate)
 	}
 	port := os.Getenv("PORT")
 	if port == "" {
@@ -348,4 +357,21 @@ func envDuration(key string) (time.Duration, error) {
 func fail(err error) {
 	fmt.Fprintf(os.Stderr, "echo: %v\n", err)
 	os.Exit(1)
+}
+
+// spam writes rate bytes a second to stdout in 100-byte lines, in bursts
+// every 10ms. A write that blocks (nobody drains the pipe) stalls it,
+// and with it every other writer to stdout, as a real app would stall.
+func spam(rate int) {
+	const lineLen = 100
+	perTick := max(1, rate/100/lineLen)
+	for n := 0; ; {
+		var b bytes.Buffer
+		for range perTick {
+			fmt.Fprintf(&b, "spam %012d %s\n", n, strings.Repeat("s", lineLen-len("spam 000000000000 \n")))
+			n++
+		}
+		os.Stdout.Write(b.Bytes())
+		time.Sleep(10 * time.Millisecond)
+	}
 }
