@@ -336,12 +336,14 @@ func (d *daemon) leftovers() []string {
 			}
 		}
 	}
-	filepath.WalkDir(filepath.Join(d.dir, "state", "logs"), func(p string, de os.DirEntry, err error) error {
-		if err == nil && !de.IsDir() {
-			left = append(left, "log "+p)
-		}
-		return nil
-	})
+	for _, dir := range []string{filepath.Join(d.dir, "state", "logs"), filepath.Join(d.dir, "run", "output")} {
+		filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+			if err == nil && !de.IsDir() {
+				left = append(left, "log "+p)
+			}
+			return nil
+		})
+	}
 	rents, _ := os.ReadDir(filepath.Join(d.dir, "state", "replicas"))
 	for _, e := range rents {
 		left = append(left, "replica files "+e.Name())
