@@ -31,8 +31,9 @@ import (
 )
 
 const (
-	chaosFn     = "chaos"
-	chaosSecret = "chaos-token"
+	chaosWorkers = 4
+	chaosFn      = "chaos"
+	chaosSecret  = "chaos-token"
 	// lockDelay keeps a new or restarted replica out of rotation long
 	// enough that the crash phase has no ready replica for over a second.
 	lockDelay = 2 * time.Second
@@ -43,7 +44,9 @@ const (
 // function is scaled, left without a ready replica, given a new secret
 // value, rolled to a new image, and the daemon is SIGKILLed and restarted.
 // No request may fail except by connection refused while the daemon is
-// down, every POST's effect happens exactly once, and nothing is left
+// down, or because it was inside the app when the app's process crashed
+// (at most one per worker: the app may have acted on it, so it is not sent
+// again); every POST's effect happens exactly once, and nothing is left
 // behind.
 func TestChaos(t *testing.T) {
 	e := setup(t)
@@ -76,7 +79,7 @@ functions:
 	faas("deploy", "-f", stackV1)
 	d.waitFor(chaosFn, "ready", 60*time.Second, exactlyReady(1))
 
-	l := startChaosLoad(t, d, 4, 150_000, 5*time.Minute)
+	l := startChaosLoad(t, d, chaosWorkers, 150_000, 5*time.Minute)
 	var phases []phaseTime
 	phase := func(name string, f func()) {
 		t0 := time.Now()
@@ -92,6 +95,7 @@ functions:
 	})
 
 	var zeroReady time.Duration
+	var crashed time.Time
 	phase("no ready replica", func() {
 		f := d.waitFor(chaosFn, "2 ready", 30*time.Second, exactlyReady(2))
 		sick, crash := f.Instances[0], f.Instances[1]
@@ -101,6 +105,7 @@ functions:
 		d.waitFor(chaosFn, "one unhealthy", 10*time.Second, func(f api.FunctionStatus) bool {
 			return countState(f, function.StateReady) == 1
 		})
+		crashed = time.Now()
 		direct(crash.IP, "/_/exit?code=3") // the reply may be lost with the process
 		zeroReady = watchZeroReady(t, d, 30*time.Second)
 		if zeroReady <= time.Second {
@@ -149,7 +154,7 @@ functions:
 		t.Error("the load ended (count or time bound) before the last phase did")
 	}
 	st := l.stop()
-	report(t, st.tally(down, rolledAt, effects), phases, zeroReady)
+	report(t, st.tally(down, crashed, rolledAt, effects), phases, zeroReady)
 
 	faas("remove", "-f", stackV1)
 	waitGone(t, d, chaosFn, 60*time.Second)
@@ -293,11 +298,15 @@ func (l *chaosLoad) stop() *chaosLoad {
 // tally is what the load saw, judged against the daemon's down window,
 // the end of the rolling update and the effects the sink recorded.
 type tally struct {
-	requests, gets, posts, refusedDown, cut, effects int
-	failures, effectErrs, stale                      []string
+	requests, gets, posts, refusedDown, cut, crashCut, effects int
+	failures, effectErrs, stale                                []string
 }
 
-func (l *chaosLoad) tally(down window, rolledAt time.Time, s *sink) tally {
+// crashGrace is how long after the crash request a request counts as in
+// flight to the crashing process: it dies just after answering.
+const crashGrace = 500 * time.Millisecond
+
+func (l *chaosLoad) tally(down window, crashed, rolledAt time.Time, s *sink) tally {
 	var c tally
 	seen, posted := s.snapshot(), map[string]bool{}
 	inDown := func(at time.Time) bool { return !at.Before(down.from) && !at.After(down.to) }
@@ -328,6 +337,11 @@ func (l *chaosLoad) tally(down window, rolledAt time.Time, s *sink) tally {
 			continue
 		case r.transport && r.start.Before(down.killed) && inDown(r.end):
 			c.cut++ // in flight when the daemon was killed
+		case r.code == http.StatusBadGateway && r.start.Before(crashed.Add(crashGrace)) && r.end.After(crashed):
+			// In flight in the app when its process died: it may have
+			// acted on the request, so the gateway does not send it again
+			// (that could double a POST's effect); the caller gets 502.
+			c.crashCut++
 		default:
 			c.failures = append(c.failures, fmt.Sprintf("%s %s %d %v",
 				r.start.Format("15:04:05.000"), map[bool]string{true: "POST", false: "GET"}[r.post], r.code, r.err))
@@ -350,7 +364,8 @@ func report(t *testing.T, c tally, phases []phaseTime, zeroReady time.Duration) 
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	for _, row := range [][2]any{{"requests", c.requests}, {"GETs", c.gets}, {"POSTs", c.posts},
-		{"failures", len(c.failures)}, {"refused while down", c.refusedDown}, {"cut by SIGKILL", c.cut},
+		{"failures", len(c.failures)}, {"refused while down", c.refusedDown}, {"cut by the daemon's SIGKILL", c.cut},
+		{"in flight in the crashed app", c.crashCut},
 		{"effects", c.effects}, {"effect errors", len(c.effectErrs)}, {"old version after rollout", len(c.stale)},
 		{"no ready replica", zeroReady.Round(time.Millisecond)}} {
 		fmt.Fprintf(w, "%s\t%v\t\n", row[0], row[1])
@@ -363,6 +378,9 @@ func report(t *testing.T, c tally, phases []phaseTime, zeroReady time.Duration) 
 	first := func(s []string) string { return strings.Join(s[:min(10, len(s))], "\n  ") }
 	if len(c.failures) > 0 {
 		t.Errorf("%d requests failed outside the daemon's downtime, first:\n  %s", len(c.failures), first(c.failures))
+	}
+	if c.crashCut > chaosWorkers {
+		t.Errorf("%d requests cut by the app's crash, want at most one per worker (%d)", c.crashCut, chaosWorkers)
 	}
 	if len(c.effectErrs) > 0 {
 		t.Errorf("%d POST effects not seen exactly once, first:\n  %s", len(c.effectErrs), first(c.effectErrs))
