@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -162,7 +163,7 @@ func (a *API) listFunctions(w http.ResponseWriter, r *http.Request, _ httprouter
 		return
 	}
 	specs := a.fns.Functions()
-	out := make([]FunctionStatus, 0, len(specs))
+	out := make([]wire.FunctionStatus, 0, len(specs))
 	for _, s := range specs {
 		st, err := a.fns.Status(s.Name)
 		if err != nil {
@@ -192,7 +193,7 @@ func (a *API) describeFunction(w http.ResponseWriter, r *http.Request, ps httpro
 	// faas-cli asks with usage=1; the gateway's scaler with usage=false.
 	if u, _ := strconv.ParseBool(r.URL.Query().Get("usage")); u || r.URL.Query().Get("usage") == "" {
 		if us, err := a.fns.Usage(name); err == nil {
-			fs.Usage = &FunctionUsage{CPU: us.CPU, TotalMemoryBytes: us.MemoryBytes}
+			fs.Usage = &wire.FunctionUsage{CPU: us.CPU, TotalMemoryBytes: us.MemoryBytes}
 		}
 	}
 	writeJSON(w, http.StatusOK, fs)
@@ -217,7 +218,7 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 	if !ok {
 		return
 	}
-	var req FunctionDeployment
+	var req wire.FunctionDeployment
 	if !a.decode(w, r, &req) {
 		return
 	}
@@ -246,7 +247,7 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 }
 
 func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var req DeleteFunctionRequest
+	var req wire.DeleteFunctionRequest
 	if !a.decode(w, r, &req) {
 		return
 	}
@@ -265,7 +266,7 @@ func (a *API) scaleFunction(w http.ResponseWriter, r *http.Request, ps httproute
 	// Replicas absent is 0 (park) for OpenFaaS clients, unless ember's
 	// min or max is given: then only the bounds change.
 	var req struct {
-		ScaleServiceRequest
+		wire.ScaleServiceRequest
 		Replicas *uint64 `json:"replicas"`
 	}
 	if !a.decode(w, r, &req) {
@@ -366,9 +367,9 @@ func (a *API) waitReady(w http.ResponseWriter, r *http.Request, name string, d t
 }
 
 func (a *API) info(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	v := &VersionInfo{Release: a.cfg.Version, SHA: a.cfg.Commit, CommitMessage: "ember " + a.cfg.Version}
-	writeJSON(w, http.StatusOK, GatewayInfo{
-		Provider: &ProviderInfo{Name: "ember", Orchestration: "containerd", Version: v},
+	v := &wire.VersionInfo{Release: a.cfg.Version, SHA: a.cfg.Commit, CommitMessage: "ember " + a.cfg.Version}
+	writeJSON(w, http.StatusOK, wire.GatewayInfo{
+		Provider: &wire.ProviderInfo{Name: "ember", Orchestration: "containerd", Version: v},
 		Version:  v,
 		Arch:     runtime.GOARCH,
 	})
@@ -394,7 +395,7 @@ func (a *API) importImages(w http.ResponseWriter, r *http.Request, _ httprouter.
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ImportResult{Images: names})
+	writeJSON(w, http.StatusOK, wire.ImportResult{Images: names})
 }
 
 // resolve turns a path or body reference ("NAME" or "NAME.NAMESPACE") plus
@@ -485,7 +486,7 @@ func writeError(w http.ResponseWriter, err error) {
 	http.Error(w, err.Error(), code)
 }
 
-func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
+func toStatus(s function.Spec, st function.Status, detail bool) wire.FunctionStatus {
 	labels, annotations := maps.Clone(s.Labels), s.Annotations
 	if labels == nil {
 		labels = map[string]string{}
@@ -496,7 +497,7 @@ func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
-	fs := FunctionStatus{
+	fs := wire.FunctionStatus{
 		Name:                   s.Name,
 		Image:                  s.Image,
 		Namespace:              function.DefaultNamespace,
@@ -520,10 +521,10 @@ func toStatus(s function.Spec, st function.Status, detail bool) FunctionStatus {
 		fs.ReplicaStates[r.State]++
 	}
 	if s.Limits != nil {
-		fs.Limits = &FunctionResources{Memory: s.Limits.Memory, CPU: s.Limits.CPU}
+		fs.Limits = &wire.FunctionResources{Memory: s.Limits.Memory, CPU: s.Limits.CPU}
 	}
 	if s.Requests != nil {
-		fs.Requests = &FunctionResources{Memory: s.Requests.Memory, CPU: s.Requests.CPU}
+		fs.Requests = &wire.FunctionResources{Memory: s.Requests.Memory, CPU: s.Requests.CPU}
 	}
 	fs.MinReplicas, fs.MaxReplicas = s.MinReplicas(), max(s.MaxReplicas(), s.MinReplicas())
 	fs.Autoscaling = s.Autoscaled()

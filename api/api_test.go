@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -553,7 +554,7 @@ func withoutUsage(m map[string]any) map[string]any {
 func TestDeploy(t *testing.T) {
 	labels := map[string]string{function.LabelScaleMin: "2"}
 	annotations := map[string]string{"topic": "orders"}
-	full := api.FunctionDeployment{
+	full := wire.FunctionDeployment{
 		Service:     "echo",
 		Image:       "ghcr.io/acme/echo:1",
 		EnvProcess:  "cat",
@@ -561,12 +562,12 @@ func TestDeploy(t *testing.T) {
 		Secrets:     []string{"db-password"},
 		Labels:      &labels,
 		Annotations: &annotations,
-		Limits:      &api.FunctionResources{Memory: "128Mi", CPU: "500m"},
-		Requests:    &api.FunctionResources{Memory: "64Mi"},
+		Limits:      &wire.FunctionResources{Memory: "128Mi", CPU: "500m"},
+		Requests:    &wire.FunctionResources{Memory: "64Mi"},
 	}
 	wantFull := fullSpec()
 	wantFull.CreatedAt = created
-	withNS := func(ns string) api.FunctionDeployment { d := full; d.Namespace = ns; return d }
+	withNS := func(ns string) wire.FunctionDeployment { d := full; d.Namespace = ns; return d }
 
 	for _, tc := range []struct {
 		name, method, path string
@@ -583,10 +584,10 @@ func TestDeploy(t *testing.T) {
 		{"update unknown", "PUT", "/system/functions", false, full, http.StatusNotFound, nil},
 		{"other namespace", "POST", "/system/functions", false, withNS("other"), http.StatusNotFound, nil},
 		{"other query namespace", "POST", "/system/functions?namespace=other", false, full, http.StatusNotFound, nil},
-		{"invalid name", "POST", "/system/functions", false, api.FunctionDeployment{Service: "Echo", Image: "x"}, http.StatusBadRequest, nil},
-		{"no image", "POST", "/system/functions", false, api.FunctionDeployment{Service: "echo"}, http.StatusBadRequest, nil},
-		{"image not found", "POST", "/system/functions", false, api.FunctionDeployment{Service: "echo", Image: "missing:1"}, http.StatusBadRequest, nil},
-		{"registry down", "POST", "/system/functions", false, api.FunctionDeployment{Service: "echo", Image: "down:1"}, http.StatusBadGateway, nil},
+		{"invalid name", "POST", "/system/functions", false, wire.FunctionDeployment{Service: "Echo", Image: "x"}, http.StatusBadRequest, nil},
+		{"no image", "POST", "/system/functions", false, wire.FunctionDeployment{Service: "echo"}, http.StatusBadRequest, nil},
+		{"image not found", "POST", "/system/functions", false, wire.FunctionDeployment{Service: "echo", Image: "missing:1"}, http.StatusBadRequest, nil},
+		{"registry down", "POST", "/system/functions", false, wire.FunctionDeployment{Service: "echo", Image: "down:1"}, http.StatusBadGateway, nil},
 		{"malformed JSON", "POST", "/system/functions", false, `{"service": "echo",`, http.StatusBadRequest, nil},
 		{"malformed JSON on PUT", "PUT", "/system/functions", true, `not json`, http.StatusBadRequest, nil},
 		{"too large", "POST", "/system/functions", false,
@@ -638,7 +639,7 @@ func TestDeployWait(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newServer(t, false)
 			s.fns.setWaitErr(tc.waitErr)
-			r := s.call(t, "POST", "/system/functions"+tc.query, api.FunctionDeployment{Service: "echo", Image: "echo:1"})
+			r := s.call(t, "POST", "/system/functions"+tc.query, wire.FunctionDeployment{Service: "echo", Image: "echo:1"})
 			if r.code != tc.wantCode || !strings.Contains(r.body, tc.wantBody) {
 				t.Errorf("deploy%s = %d %q, want %d containing %q", tc.query, r.code, r.body, tc.wantCode, tc.wantBody)
 			}

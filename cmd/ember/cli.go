@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/client"
 )
 
@@ -133,7 +133,7 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 	if err := checkOutput(o.Output); err != nil {
 		return err
 	}
-	d := api.FunctionDeployment{Service: o.Name, Image: o.Image, Secrets: o.Secrets, ReadOnlyRootFilesystem: o.ReadOnly}
+	d := wire.FunctionDeployment{Service: o.Name, Image: o.Image, Secrets: o.Secrets, ReadOnlyRootFilesystem: o.ReadOnly}
 	var err error
 	if d.EnvVars, err = parseKV("env", o.Env); err != nil {
 		return err
@@ -153,7 +153,7 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 		d.Annotations = &annotations
 	}
 	if o.Memory != "" || o.CPU != "" {
-		d.Limits = &api.FunctionResources{Memory: o.Memory, CPU: o.CPU}
+		d.Limits = &wire.FunctionResources{Memory: o.Memory, CPU: o.CPU}
 	}
 	// The daemon's own check, so a typo is reported before anything is
 	// sent, in the same words as the API would use.
@@ -382,7 +382,7 @@ func runScale(ctx context.Context, c *client.Client, o scaleOptions, w io.Writer
 	return nil
 }
 
-func scaleMessage(o scaleOptions, f api.FunctionStatus) string {
+func scaleMessage(o scaleOptions, f wire.FunctionStatus) string {
 	var what string
 	switch {
 	case o.Replicas != nil && *o.Replicas == 0:

@@ -6,11 +6,11 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
-func runList(ctx context.Context, fetch func(context.Context) ([]api.FunctionStatus, error), out string, w io.Writer) error {
+func runList(ctx context.Context, fetch func(context.Context) ([]wire.FunctionStatus, error), out string, w io.Writer) error {
 	if err := checkOutput(out); err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ const (
 // that is what someone scanning the list needs to see. A daemon that does
 // not report phase or replica states (older than these fields) still gets
 // ready, starting or degraded from the OpenFaaS counts alone.
-func listState(f api.FunctionStatus) string {
+func listState(f wire.FunctionStatus) string {
 	switch f.Phase {
 	case "paused":
 		return listPaused
