@@ -20,7 +20,7 @@ var rules = map[string]rule{
 	"proxy":    {imports: []string{"function"}, why: "the data plane; asks the controller for a replica through Backends, never starts tasks"},
 	"api":      {imports: []string{"api/wire", "function"}, why: "the control plane; reaches the controller, runtime and store through interfaces it declares"},
 	"api/wire": {imports: []string{"function"}, why: "the API's JSON bodies, shared by server and clients: a leaf, so a client links no server code"},
-	"client":   {imports: []string{"api/wire", "function"}, why: "the typed client speaks the wire types, never the server"},
+	"client":   {imports: []string{"api/wire", "function"}, why: "the typed client speaks the wire types, never the server; its tests fake the daemon rather than link api"},
 	"stack":    {imports: []string{"api/wire", "function"}, why: "reads stack.yml into the wire package's deploy requests"},
 	"cmd/ember": {
 		imports:     []string{"api", "api/wire", "client", "function", "network", "proxy", "runtime", "scale", "stack", "store"},
