@@ -6,9 +6,26 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
+
+func newListCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List functions",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runList(cmd.Context(), clientFor(cmd).List, out, cmd.OutOrStdout())
+		},
+	}
+	addOutput(cmd, &out)
+	return cmd
+}
 
 func runList(ctx context.Context, fetch func(context.Context) ([]wire.FunctionStatus, error), out string, w io.Writer) error {
 	if err := checkOutput(out); err != nil {
