@@ -9,21 +9,13 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
 // Logs reads functions' logs.
 type Logs interface {
 	Logs(ctx context.Context, fn string, q function.LogQuery, out func(function.LogLine) error) error
-}
-
-// LogMessage is one line of GET /system/logs, OpenFaaS's shape.
-type LogMessage struct {
-	Name      string    `json:"name"`
-	Namespace string    `json:"namespace"`
-	Instance  string    `json:"instance"`
-	Timestamp time.Time `json:"timestamp"`
-	Text      string    `json:"text"`
 }
 
 // logs streams NDJSON, one message per line, flushed after each, as
@@ -70,7 +62,7 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request, _ httprouter.Params) 
 	rc.SetWriteDeadline(time.Time{})
 	enc := json.NewEncoder(w)
 	err := a.logsrc.Logs(r.Context(), name, lq, func(l function.LogLine) error {
-		if err := enc.Encode(LogMessage{Name: name, Namespace: function.DefaultNamespace, Instance: l.Instance,
+		if err := enc.Encode(wire.LogMessage{Name: name, Namespace: function.DefaultNamespace, Instance: l.Instance,
 			Timestamp: l.Time, Text: l.Text}); err != nil {
 			return err
 		}

@@ -8,17 +8,9 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
-
-// Secret is OpenFaaS's secret shape. Values go in, never out: list
-// answers names only.
-type Secret struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace,omitempty"`
-	Value     string `json:"value,omitempty"`
-	RawValue  []byte `json:"rawValue,omitempty"`
-}
 
 // Secrets stores secret values.
 type Secrets interface {
@@ -56,9 +48,9 @@ func (a *API) listSecrets(w http.ResponseWriter, r *http.Request, _ httprouter.P
 		writeError(w, err)
 		return
 	}
-	out := make([]Secret, 0, len(names))
+	out := make([]wire.Secret, 0, len(names))
 	for _, n := range names {
-		out = append(out, Secret{Name: n, Namespace: function.DefaultNamespace})
+		out = append(out, wire.Secret{Name: n, Namespace: function.DefaultNamespace})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -72,7 +64,7 @@ func (a *API) updateSecret(w http.ResponseWriter, r *http.Request, _ httprouter.
 }
 
 func (a *API) putSecret(w http.ResponseWriter, r *http.Request, update bool) {
-	var s Secret
+	var s wire.Secret
 	if !a.decode(w, r, &s) {
 		return
 	}
@@ -113,7 +105,7 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, update bool) {
 }
 
 func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	var s Secret
+	var s wire.Secret
 	if !a.decode(w, r, &s) {
 		return
 	}

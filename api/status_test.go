@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -57,12 +58,12 @@ func TestSystemStatus(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		containerd func(context.Context) (string, error)
-		want       ContainerdStatus
+		want       wire.ContainerdStatus
 	}{
 		{"containerd answers", func(context.Context) (string, error) { return "1.6.20", nil },
-			ContainerdStatus{Socket: "/run/containerd/containerd.sock", Namespace: "ember", Version: "1.6.20"}},
+			wire.ContainerdStatus{Socket: "/run/containerd/containerd.sock", Namespace: "ember", Version: "1.6.20"}},
 		{"containerd down", func(context.Context) (string, error) { return "", errors.New("connection refused") },
-			ContainerdStatus{Socket: "/run/containerd/containerd.sock", Namespace: "ember", Error: "connection refused"}},
+			wire.ContainerdStatus{Socket: "/run/containerd/containerd.sock", Namespace: "ember", Error: "connection refused"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := New(Config{Version: "v1", Commit: "abc", User: "admin", Password: "pw", Status: StatusConfig{
@@ -81,7 +82,7 @@ func TestSystemStatus(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
 			}
-			var got SystemStatus
+			var got wire.SystemStatus
 			if err := json.Unmarshal(body, &got); err != nil {
 				t.Fatal(err)
 			}
@@ -92,12 +93,12 @@ func TestSystemStatus(t *testing.T) {
 				t.Errorf("started %v, want %v", got.Started, started)
 			}
 			got.UptimeSeconds, got.Started = 0, time.Time{}
-			want := SystemStatus{
+			want := wire.SystemStatus{
 				Version: "v1", Commit: "abc", Containerd: tc.want,
 				Bridge: "ember0", Subnet: "10.63.0.0/16", StateDir: "/var/lib/ember",
 				Listen: "0.0.0.0:8080", Socket: "/run/ember/ember.sock",
-				Functions: Counts{Total: 3, ByState: map[string]int{"active": 2, "zero": 1}},
-				Replicas:  Counts{Total: 5, ByState: map[string]int{"ready": 2, "starting": 1, "zero": 1, "exited": 1}},
+				Functions: wire.Counts{Total: 3, ByState: map[string]int{"active": 2, "zero": 1}},
+				Replicas:  wire.Counts{Total: 5, ByState: map[string]int{"ready": 2, "starting": 1, "zero": 1, "exited": 1}},
 			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("status (-want +got):\n%s", diff)

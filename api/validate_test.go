@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -15,8 +15,8 @@ import (
 // controller is never called, and an existing function keeps its spec.
 func TestDeployRefusesInvalidInput(t *testing.T) {
 	good := `{"service":"echo","image":"echo:1"}`
-	dep := func(edit func(*api.FunctionDeployment)) api.FunctionDeployment {
-		d := api.FunctionDeployment{Service: "echo", Image: "echo:1"}
+	dep := func(edit func(*wire.FunctionDeployment)) wire.FunctionDeployment {
+		d := wire.FunctionDeployment{Service: "echo", Image: "echo:1"}
 		edit(&d)
 		return d
 	}
@@ -31,23 +31,23 @@ func TestDeployRefusesInvalidInput(t *testing.T) {
 		{"trailing garbage", "POST", "/system/functions", good + "garbage", http.StatusBadRequest, "data after the JSON value"},
 		{"trailing brace", "PUT", "/system/functions", good + "}", http.StatusBadRequest, "data after the JSON value"},
 		{"two objects", "POST", "/system/functions", good + good, http.StatusBadRequest, "more than one JSON value"},
-		{"cpu NaN", "POST", "/system/functions", dep(func(d *api.FunctionDeployment) { d.Limits = &api.FunctionResources{CPU: "NaN"} }),
+		{"cpu NaN", "POST", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.Limits = &wire.FunctionResources{CPU: "NaN"} }),
 			http.StatusBadRequest, `limits: invalid: cpu "NaN"`},
-		{"cpu Inf", "PUT", "/system/functions", dep(func(d *api.FunctionDeployment) { d.Limits = &api.FunctionResources{CPU: "Inf"} }),
+		{"cpu Inf", "PUT", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.Limits = &wire.FunctionResources{CPU: "Inf"} }),
 			http.StatusBadRequest, `cpu "Inf"`},
-		{"cpu 1e30", "POST", "/system/functions", dep(func(d *api.FunctionDeployment) { d.Limits = &api.FunctionResources{CPU: "1e30"} }),
+		{"cpu 1e30", "POST", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.Limits = &wire.FunctionResources{CPU: "1e30"} }),
 			http.StatusBadRequest, `cpu "1e30" is above the limit of 1024 cores`},
-		{"request cpu NaN", "POST", "/system/functions", dep(func(d *api.FunctionDeployment) { d.Requests = &api.FunctionResources{CPU: "NaN"} }),
+		{"request cpu NaN", "POST", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.Requests = &wire.FunctionResources{CPU: "NaN"} }),
 			http.StatusBadRequest, `requests: invalid: cpu "NaN"`},
-		{"memory 1Ti", "POST", "/system/functions", dep(func(d *api.FunctionDeployment) { d.Limits = &api.FunctionResources{Memory: "1Ti"} }),
+		{"memory 1Ti", "POST", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.Limits = &wire.FunctionResources{Memory: "1Ti"} }),
 			http.StatusBadRequest, `memory "1Ti" is not below the limit of 1Ti`},
-		{"memory 9e18", "PUT", "/system/functions", dep(func(d *api.FunctionDeployment) { d.Limits = &api.FunctionResources{Memory: "9e18"} }),
+		{"memory 9e18", "PUT", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.Limits = &wire.FunctionResources{Memory: "9e18"} }),
 			http.StatusBadRequest, `memory "9e18"`},
-		{"env key newline", "POST", "/system/functions", dep(func(d *api.FunctionDeployment) { d.EnvVars = map[string]string{"A\nB": "1"} }),
+		{"env key newline", "POST", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.EnvVars = map[string]string{"A\nB": "1"} }),
 			http.StatusBadRequest, `environment variable name "A\nB"`},
-		{"env value NUL", "PUT", "/system/functions", dep(func(d *api.FunctionDeployment) { d.EnvVars = map[string]string{"K": "a\x00b"} }),
+		{"env value NUL", "PUT", "/system/functions", dep(func(d *wire.FunctionDeployment) { d.EnvVars = map[string]string{"K": "a\x00b"} }),
 			http.StatusBadRequest, `environment variable K: value contains a NUL byte`},
-		{"bad label", "PUT", "/system/functions", dep(func(d *api.FunctionDeployment) {
+		{"bad label", "PUT", "/system/functions", dep(func(d *wire.FunctionDeployment) {
 			d.Labels = &map[string]string{function.LabelScaleMin: "many"}
 		}), http.StatusBadRequest, function.LabelScaleMin},
 	} {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 )
 
 // Client talks to one ember daemon.
@@ -110,7 +110,7 @@ func (c *Client) send(ctx context.Context, method, path, contentType string, bod
 
 // Deploy creates or updates a function. With wait > 0 it returns once a
 // replica of the new spec is ready, or with the reason it is not.
-func (c *Client) Deploy(ctx context.Context, d api.FunctionDeployment, wait time.Duration) error {
+func (c *Client) Deploy(ctx context.Context, d wire.FunctionDeployment, wait time.Duration) error {
 	path := "/system/functions"
 	if wait > 0 {
 		path += "?wait=" + url.QueryEscape(wait.String())
@@ -119,28 +119,28 @@ func (c *Client) Deploy(ctx context.Context, d api.FunctionDeployment, wait time
 }
 
 // List returns every function.
-func (c *Client) List(ctx context.Context) ([]api.FunctionStatus, error) {
-	var out []api.FunctionStatus
+func (c *Client) List(ctx context.Context) ([]wire.FunctionStatus, error) {
+	var out []wire.FunctionStatus
 	err := c.do(ctx, http.MethodGet, "/system/functions", nil, &out)
 	return out, err
 }
 
 // Describe returns one function with its replicas.
-func (c *Client) Describe(ctx context.Context, name string) (api.FunctionStatus, error) {
-	var out api.FunctionStatus
+func (c *Client) Describe(ctx context.Context, name string) (wire.FunctionStatus, error) {
+	var out wire.FunctionStatus
 	err := c.do(ctx, http.MethodGet, "/system/function/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
 
 // Remove deletes a function; it returns once its replicas are gone.
 func (c *Client) Remove(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/system/functions", api.DeleteFunctionRequest{FunctionName: name}, nil)
+	return c.do(ctx, http.MethodDelete, "/system/functions", wire.DeleteFunctionRequest{FunctionName: name}, nil)
 }
 
 // Scale sets a function's desired replicas.
 func (c *Client) Scale(ctx context.Context, name string, replicas uint64) error {
 	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(name),
-		api.ScaleServiceRequest{ServiceName: name, Replicas: replicas}, nil)
+		wire.ScaleServiceRequest{ServiceName: name, Replicas: replicas}, nil)
 }
 
 // SetBounds sets a function's min and max replicas (nil leaves one as it
@@ -171,15 +171,15 @@ func (c *Client) Restart(ctx context.Context, name string, wait time.Duration) e
 }
 
 // Info returns the daemon's version information.
-func (c *Client) Info(ctx context.Context) (api.GatewayInfo, error) {
-	var out api.GatewayInfo
+func (c *Client) Info(ctx context.Context) (wire.GatewayInfo, error) {
+	var out wire.GatewayInfo
 	err := c.do(ctx, http.MethodGet, "/system/info", nil, &out)
 	return out, err
 }
 
 // Import loads an image archive into the daemon and returns its images.
 func (c *Client) Import(ctx context.Context, archive io.Reader) ([]string, error) {
-	var out api.ImportResult
+	var out wire.ImportResult
 	err := c.do(ctx, http.MethodPost, "/system/images", archive, &out)
 	return out.Images, err
 }
@@ -206,22 +206,22 @@ func (c *Client) Invoke(ctx context.Context, name, method, path string, header h
 
 // CreateSecret stores a new secret; an existing one is a 409 StatusError.
 func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) error {
-	return c.do(ctx, http.MethodPost, "/system/secrets", api.Secret{Name: name, RawValue: value}, nil)
+	return c.do(ctx, http.MethodPost, "/system/secrets", wire.Secret{Name: name, RawValue: value}, nil)
 }
 
 // UpdateSecret replaces a secret's value.
 func (c *Client) UpdateSecret(ctx context.Context, name string, value []byte) error {
-	return c.do(ctx, http.MethodPut, "/system/secrets", api.Secret{Name: name, RawValue: value}, nil)
+	return c.do(ctx, http.MethodPut, "/system/secrets", wire.Secret{Name: name, RawValue: value}, nil)
 }
 
 // DeleteSecret removes a secret.
 func (c *Client) DeleteSecret(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/system/secrets", api.Secret{Name: name}, nil)
+	return c.do(ctx, http.MethodDelete, "/system/secrets", wire.Secret{Name: name}, nil)
 }
 
 // Secrets lists secret names.
-func (c *Client) Secrets(ctx context.Context) ([]api.Secret, error) {
-	var out []api.Secret
+func (c *Client) Secrets(ctx context.Context) ([]wire.Secret, error) {
+	var out []wire.Secret
 	err := c.do(ctx, http.MethodGet, "/system/secrets", nil, &out)
 	return out, err
 }
@@ -236,7 +236,7 @@ type LogOptions struct {
 
 // Logs streams a function's log lines to out until the stream ends (or,
 // with Follow, until ctx ends).
-func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(api.LogMessage) error) error {
+func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(wire.LogMessage) error) error {
 	q := url.Values{"name": {name}, "follow": {fmt.Sprint(o.Follow)}}
 	if o.Tail != 0 {
 		q.Set("tail", fmt.Sprint(o.Tail))
@@ -254,7 +254,7 @@ func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(a
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for dec.More() {
-		var m api.LogMessage
+		var m wire.LogMessage
 		if err := dec.Decode(&m); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -270,8 +270,8 @@ func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(a
 
 // Status describes the daemon: version, uptime, containerd, network and
 // the functions and replicas by state.
-func (c *Client) Status(ctx context.Context) (api.SystemStatus, error) {
-	var out api.SystemStatus
+func (c *Client) Status(ctx context.Context) (wire.SystemStatus, error) {
+	var out wire.SystemStatus
 	err := c.do(ctx, http.MethodGet, "/system/status", nil, &out)
 	return out, err
 }

@@ -14,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -80,7 +80,7 @@ type Resources struct {
 // Deployment is one function of a stack, ready to send to the daemon.
 type Deployment struct {
 	Name     string
-	Function api.FunctionDeployment
+	Function wire.FunctionDeployment
 }
 
 // Error is a problem with a stack file. Its message names the file and,
@@ -278,15 +278,15 @@ func (s *Stack) Deployments(filter string) ([]Deployment, error) {
 // deployment builds what faas-cli deploy sends for f
 // (faas-cli commands/deploy.go): environment < environment_file, labels
 // and annotations always present, empty lists and resources omitted.
-func (s *Stack) deployment(f Function) (api.FunctionDeployment, error) {
+func (s *Stack) deployment(f Function) (wire.FunctionDeployment, error) {
 	if err := s.check(f); err != nil {
-		return api.FunctionDeployment{}, err
+		return wire.FunctionDeployment{}, err
 	}
 	env := maps.Clone(f.Environment)
 	for _, p := range f.EnvironmentFile {
 		fileEnv, err := s.readEnvFile(f.Name, p)
 		if err != nil {
-			return api.FunctionDeployment{}, err
+			return wire.FunctionDeployment{}, err
 		}
 		if env == nil {
 			env = map[string]string{}
@@ -299,7 +299,7 @@ func (s *Stack) deployment(f Function) (api.FunctionDeployment, error) {
 	labels, annotations := map[string]string{}, map[string]string{}
 	maps.Copy(labels, f.Labels)
 	maps.Copy(annotations, f.Annotations)
-	d := api.FunctionDeployment{
+	d := wire.FunctionDeployment{
 		Service:                f.Name,
 		Image:                  f.Image,
 		Namespace:              f.Namespace,
@@ -316,7 +316,7 @@ func (s *Stack) deployment(f Function) (api.FunctionDeployment, error) {
 	// The daemon's own check, so that the stack stops here on anything it
 	// would refuse, not halfway through a deploy.
 	if err := d.Spec().Validate(); err != nil {
-		return api.FunctionDeployment{}, &Error{File: s.file, Function: f.Name,
+		return wire.FunctionDeployment{}, &Error{File: s.file, Function: f.Name,
 			Problem: strings.TrimPrefix(err.Error(), function.ErrInvalid.Error()+": "), Err: err}
 	}
 	return d, nil
@@ -417,9 +417,9 @@ func nonEmpty(s []string) []string {
 	return slices.Clone(s)
 }
 
-func resources(r *Resources) *api.FunctionResources {
+func resources(r *Resources) *wire.FunctionResources {
 	if r == nil || r.Memory == "" && r.CPU == "" {
 		return nil
 	}
-	return &api.FunctionResources{Memory: r.Memory, CPU: r.CPU}
+	return &wire.FunctionResources{Memory: r.Memory, CPU: r.CPU}
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -54,7 +54,7 @@ func TestFullStack(t *testing.T) {
 	}
 	got := deployments(t, s, "")
 	want := []Deployment{
-		{Name: "hello", Function: api.FunctionDeployment{
+		{Name: "hello", Function: wire.FunctionDeployment{
 			Service:    "hello",
 			Image:      "ghcr.io/acme/hello:0.1.0",
 			Namespace:  "openfaas-fn",
@@ -83,11 +83,11 @@ func TestFullStack(t *testing.T) {
 				"topic":                         "orders",
 				"com.openfaas.health.http.path": "/healthz",
 			},
-			Limits:                 &api.FunctionResources{Memory: "128Mi", CPU: "500m"},
-			Requests:               &api.FunctionResources{Memory: "64Mi", CPU: "100m"},
+			Limits:                 &wire.FunctionResources{Memory: "128Mi", CPU: "500m"},
+			Requests:               &wire.FunctionResources{Memory: "64Mi", CPU: "100m"},
 			ReadOnlyRootFilesystem: true,
 		}},
-		{Name: "echo-env", Function: api.FunctionDeployment{
+		{Name: "echo-env", Function: wire.FunctionDeployment{
 			Service:     "echo-env",
 			Image:       "ghcr.io/openfaas/alpine:latest",
 			EnvProcess:  "env",
@@ -182,7 +182,7 @@ func TestEnvsubst(t *testing.T) {
 		t.Errorf("gateway = %q", s.Provider.Gateway)
 	}
 	got := deployments(t, s, "")
-	want := []Deployment{{Name: "hello", Function: api.FunctionDeployment{
+	want := []Deployment{{Name: "hello", Function: wire.FunctionDeployment{
 		Service: "hello",
 		Image:   "ghcr.io/acme/hello:0.2.0",
 		EnvVars: map[string]string{
@@ -270,7 +270,7 @@ func TestExpand(t *testing.T) {
 func TestTemplateStack(t *testing.T) {
 	s := load(t, "testdata/template.yml", nil)
 	got := deployments(t, s, "")
-	want := []Deployment{{Name: "api", Function: api.FunctionDeployment{
+	want := []Deployment{{Name: "api", Function: wire.FunctionDeployment{
 		Service:     "api",
 		Image:       "acme/api:latest",
 		Labels:      ptr(map[string]string{}),

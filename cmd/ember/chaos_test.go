@@ -25,7 +25,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 	"github.com/emberfaas/ember/internal/itest"
 )
@@ -102,7 +102,7 @@ functions:
 		if _, code, err := direct(sick.IP, "/_/rmlock"); err != nil || code != 200 {
 			t.Fatalf("rmlock on %s: %d %v", sick.IP, code, err)
 		}
-		d.waitFor(chaosFn, "one unhealthy", 10*time.Second, func(f api.FunctionStatus) bool {
+		d.waitFor(chaosFn, "one unhealthy", 10*time.Second, func(f wire.FunctionStatus) bool {
 			return countState(f, function.StateReady) == 1
 		})
 		crashed = time.Now()
@@ -111,7 +111,7 @@ functions:
 		if zeroReady <= time.Second {
 			t.Errorf("no ready replica for %s, want over a second", zeroReady)
 		}
-		d.waitFor(chaosFn, "recovered", 60*time.Second, func(f api.FunctionStatus) bool {
+		d.waitFor(chaosFn, "recovered", 60*time.Second, func(f wire.FunctionStatus) bool {
 			return exactlyReady(2)(f) && !slices.ContainsFunc(f.Instances, func(r function.Replica) bool { return r.ID == sick.ID })
 		})
 	})
@@ -515,11 +515,11 @@ func watchZeroReady(t *testing.T, d *daemon, timeout time.Duration) time.Duratio
 	return 0
 }
 
-func allReady(f api.FunctionStatus) bool {
+func allReady(f wire.FunctionStatus) bool {
 	return len(f.Instances) > 0 && countState(f, function.StateReady) == len(f.Instances)
 }
 
-func replicaSet(f api.FunctionStatus) []string {
+func replicaSet(f wire.FunctionStatus) []string {
 	var s []string
 	for _, r := range f.Instances {
 		s = append(s, r.ID+"@"+r.IP)
@@ -533,7 +533,7 @@ func waitGone(t *testing.T, d *daemon, name string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		fns, err := d.client.List(t.Context())
-		if err == nil && !slices.ContainsFunc(fns, func(f api.FunctionStatus) bool { return f.Name == name }) {
+		if err == nil && !slices.ContainsFunc(fns, func(f wire.FunctionStatus) bool { return f.Name == name }) {
 			return
 		}
 		if time.Now().After(deadline) {

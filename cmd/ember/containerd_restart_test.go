@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 	"github.com/emberfaas/ember/internal/itest"
 )
@@ -131,7 +131,7 @@ func TestContainerdRestartRestartsNothing(t *testing.T) {
 func waitRestarted(t *testing.T, d *daemon, name, id string, n int, exit string) {
 	t.Helper()
 	t0 := time.Now()
-	f := d.waitFor(name, id+" restarted", 30*time.Second, func(f api.FunctionStatus) bool {
+	f := d.waitFor(name, id+" restarted", 30*time.Second, func(f wire.FunctionStatus) bool {
 		for _, r := range f.Instances {
 			if r.ID == id {
 				return r.Restarts == 1 && r.State == function.StateReady && exactlyReady(n)(f)
@@ -150,7 +150,7 @@ func waitRestarted(t *testing.T, d *daemon, name, id string, n int, exit string)
 // replicaProcs returns each replica's host pid and its start time (from
 // /proc/PID/stat), sorted: the same pid with the same start time is the
 // same process.
-func replicaProcs(t *testing.T, ctrd *itest.Containerd, d *daemon, f api.FunctionStatus) []string {
+func replicaProcs(t *testing.T, ctrd *itest.Containerd, d *daemon, f wire.FunctionStatus) []string {
 	t.Helper()
 	ctx := nsCtx(t.Context(), d.ns)
 	cl, err := ctrd.Client(ctx)

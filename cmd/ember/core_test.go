@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/internal/itest"
 )
 
@@ -88,14 +88,14 @@ func TestDeployInvokeRemove(t *testing.T) {
 	if got := listColumn(out, "echo", "STATE"); got != "ready" {
 		t.Errorf("list shows echo as %q, want ready:\n%s", got, out)
 	}
-	var fs []api.FunctionStatus
+	var fs []wire.FunctionStatus
 	if err := json.Unmarshal([]byte(d.mustEmber("list", "-o", "json")), &fs); err != nil || len(fs) != 2 {
 		t.Fatalf("list -o json: %v %v", fs, err)
 	}
 	if fs[0].Name != "echo" || fs[0].InvocationCount < 4 || fs[0].AvailableReplicas != 1 {
 		t.Errorf("list -o json: %+v", fs[0])
 	}
-	var desc api.FunctionStatus
+	var desc wire.FunctionStatus
 	if err := json.Unmarshal([]byte(d.mustEmber("describe", "echo", "-o", "json")), &desc); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestRestartAdopts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var desc api.FunctionStatus
+	var desc wire.FunctionStatus
 	json.Unmarshal([]byte(d.mustEmber("describe", "echo", "-o", "json")), &desc)
 
 	d.kill9()
@@ -240,7 +240,7 @@ func TestRestartAdopts(t *testing.T) {
 	if after.Hostname != before.Hostname || after.PID != before.PID {
 		t.Errorf("after restart a different process answered: %+v vs %+v", after, before)
 	}
-	var desc2 api.FunctionStatus
+	var desc2 wire.FunctionStatus
 	json.Unmarshal([]byte(d.mustEmber("describe", "echo", "-o", "json")), &desc2)
 	if len(desc2.Instances) != 1 || desc2.Instances[0].ID != desc.Instances[0].ID || desc2.Instances[0].IP != desc.Instances[0].IP {
 		t.Errorf("replicas after restart %+v, want just %+v", desc2.Instances, desc.Instances)

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 	"github.com/emberfaas/ember/internal/itest"
 )
@@ -47,7 +47,7 @@ func TestKillDuringRollingUpdate(t *testing.T) {
 		})
 	}
 	restarted := time.Now()
-	f := d.waitFor("echo", "2 ready of v2", 60*time.Second, func(f api.FunctionStatus) bool {
+	f := d.waitFor("echo", "2 ready of v2", 60*time.Second, func(f wire.FunctionStatus) bool {
 		return exactlyReady(2)(f) && allAnswer(f, "v2")
 	})
 	converged := time.Since(restarted)
@@ -139,7 +139,7 @@ func metric(t *testing.T, d *daemon, series string) int {
 	return 0
 }
 
-func states(f api.FunctionStatus) string {
+func states(f wire.FunctionStatus) string {
 	var s []string
 	for _, r := range f.Instances {
 		s = append(s, fmt.Sprintf("%s=%s/%s", r.ID, r.State, r.Hash[:min(6, len(r.Hash))]))
@@ -148,7 +148,7 @@ func states(f api.FunctionStatus) string {
 }
 
 // allAnswer reports whether every replica answers / with version want.
-func allAnswer(f api.FunctionStatus, want string) bool {
+func allAnswer(f wire.FunctionStatus, want string) bool {
 	for _, r := range f.Instances {
 		body, code, err := direct(r.IP, "/")
 		var er itest.EchoResponse

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/network"
 	"github.com/emberfaas/ember/proxy"
 	"github.com/emberfaas/ember/runtime"
@@ -185,8 +186,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
-			Cleanup:  func() api.CleanupStatus { return api.CleanupStatus(ctrl.Cleanup()) },
-			LogDrops: func() api.LogDrops { return api.LogDrops(rt.LogDrops()) }}},
+			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
+			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Gatherer: reg},
 		log.With("component", "api"))
 

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/client"
 )
 
@@ -99,7 +99,7 @@ func TestFullStateDir(t *testing.T) {
 
 	hasLine := func(want string) bool {
 		found := false
-		err := d.client.Logs(t.Context(), "spam", client.LogOptions{Tail: 2000}, func(m api.LogMessage) error {
+		err := d.client.Logs(t.Context(), "spam", client.LogOptions{Tail: 2000}, func(m wire.LogMessage) error {
 			found = found || strings.Contains(m.Text, want)
 			return nil
 		})
@@ -154,7 +154,7 @@ func TestFullStateDir(t *testing.T) {
 	}()
 	fullSince := time.Now()
 
-	var st api.SystemStatus
+	var st wire.SystemStatus
 	waitFor(t, 20*time.Second, "status to report dropped lines of spam", func() bool {
 		st, err = d.client.Status(t.Context())
 		return err == nil && st.LogsDropped != nil && st.LogsDropped.Dropping && st.LogsDropped.ByFunction["spam"] > 0
@@ -165,7 +165,7 @@ func TestFullStateDir(t *testing.T) {
 	defer cancel()
 	wantMsg := "state dir " + state + " is full"
 	for what, err := range map[string]error{
-		"deploy":        d.client.Deploy(ctx, api.FunctionDeployment{Service: "other", Image: e.echo}, 0),
+		"deploy":        d.client.Deploy(ctx, wire.FunctionDeployment{Service: "other", Image: e.echo}, 0),
 		"secret create": d.client.CreateSecret(ctx, "db", []byte("pw")),
 		"scale":         d.client.Scale(ctx, "spam", 2),
 	} {
@@ -214,7 +214,7 @@ func TestFullStateDir(t *testing.T) {
 	if err := d.client.CreateSecret(ctx, "db", []byte("pw")); err != nil {
 		t.Errorf("secret create after the disk has room: %v", err)
 	}
-	if err := d.client.Deploy(ctx, api.FunctionDeployment{Service: "other", Image: e.echo}, 30*time.Second); err != nil {
+	if err := d.client.Deploy(ctx, wire.FunctionDeployment{Service: "other", Image: e.echo}, 30*time.Second); err != nil {
 		t.Errorf("deploy after the disk has room: %v", err)
 	}
 	if _, code, err := get(d.url("/function/spam/_/log?line=after-the-disk-had-room")); err != nil || code != http.StatusOK {

@@ -6,11 +6,28 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/spf13/cobra"
+
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
-func runList(ctx context.Context, fetch func(context.Context) ([]api.FunctionStatus, error), out string, w io.Writer) error {
+func newListCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List functions",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runList(cmd.Context(), clientFor(cmd).List, out, cmd.OutOrStdout())
+		},
+	}
+	addOutput(cmd, &out)
+	return cmd
+}
+
+func runList(ctx context.Context, fetch func(context.Context) ([]wire.FunctionStatus, error), out string, w io.Writer) error {
 	if err := checkOutput(out); err != nil {
 		return err
 	}
@@ -44,7 +61,7 @@ const (
 // that is what someone scanning the list needs to see. A daemon that does
 // not report phase or replica states (older than these fields) still gets
 // ready, starting or degraded from the OpenFaaS counts alone.
-func listState(f api.FunctionStatus) string {
+func listState(f wire.FunctionStatus) string {
 	switch f.Phase {
 	case "paused":
 		return listPaused

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -18,23 +18,23 @@ func TestListState(t *testing.T) {
 	type states = map[function.State]int
 	for _, tc := range []struct {
 		name string
-		f    api.FunctionStatus
+		f    wire.FunctionStatus
 		want string
 	}{
-		{"all ready", api.FunctionStatus{Phase: "active", Replicas: 2, AvailableReplicas: 2, ReplicaStates: states{"ready": 2}}, "ready"},
-		{"rolling update: extra new replica starting", api.FunctionStatus{Phase: "active", Replicas: 1, AvailableReplicas: 1, ReplicaStates: states{"ready": 1, "starting": 1}}, "ready"},
-		{"old replica draining", api.FunctionStatus{Phase: "active", Replicas: 1, AvailableReplicas: 1, ReplicaStates: states{"ready": 1, "stopping": 1}}, "ready"},
-		{"first replica starting", api.FunctionStatus{Phase: "active", Replicas: 1, ReplicaStates: states{"starting": 1}}, "starting"},
-		{"pulling: no replica yet", api.FunctionStatus{Phase: "active", Replicas: 1}, "starting"},
-		{"some ready, fewer than desired", api.FunctionStatus{Phase: "active", Replicas: 3, AvailableReplicas: 1, ReplicaStates: states{"ready": 1, "starting": 2}}, "degraded"},
-		{"one unhealthy beside enough ready", api.FunctionStatus{Phase: "active", Replicas: 2, AvailableReplicas: 2, ReplicaStates: states{"ready": 2, "unhealthy": 1}}, "degraded"},
-		{"crashing: exited, none ready", api.FunctionStatus{Phase: "active", Replicas: 1, ReplicaStates: states{"exited": 1}}, "degraded"},
-		{"exited while another starts", api.FunctionStatus{Phase: "active", Replicas: 2, ReplicaStates: states{"exited": 1, "starting": 1}}, "degraded"},
-		{"paused", api.FunctionStatus{Phase: "paused", Replicas: 0, ReplicaStates: states{"paused": 2}}, "paused"},
-		{"zero", api.FunctionStatus{Phase: "zero", ReplicaStates: states{"zero": 1}}, "zero"},
-		{"nothing desired", api.FunctionStatus{Phase: "active"}, "zero"},
-		{"older daemon, ready", api.FunctionStatus{Replicas: 2, AvailableReplicas: 2}, "ready"},
-		{"older daemon, partly ready", api.FunctionStatus{Replicas: 2, AvailableReplicas: 1}, "degraded"},
+		{"all ready", wire.FunctionStatus{Phase: "active", Replicas: 2, AvailableReplicas: 2, ReplicaStates: states{"ready": 2}}, "ready"},
+		{"rolling update: extra new replica starting", wire.FunctionStatus{Phase: "active", Replicas: 1, AvailableReplicas: 1, ReplicaStates: states{"ready": 1, "starting": 1}}, "ready"},
+		{"old replica draining", wire.FunctionStatus{Phase: "active", Replicas: 1, AvailableReplicas: 1, ReplicaStates: states{"ready": 1, "stopping": 1}}, "ready"},
+		{"first replica starting", wire.FunctionStatus{Phase: "active", Replicas: 1, ReplicaStates: states{"starting": 1}}, "starting"},
+		{"pulling: no replica yet", wire.FunctionStatus{Phase: "active", Replicas: 1}, "starting"},
+		{"some ready, fewer than desired", wire.FunctionStatus{Phase: "active", Replicas: 3, AvailableReplicas: 1, ReplicaStates: states{"ready": 1, "starting": 2}}, "degraded"},
+		{"one unhealthy beside enough ready", wire.FunctionStatus{Phase: "active", Replicas: 2, AvailableReplicas: 2, ReplicaStates: states{"ready": 2, "unhealthy": 1}}, "degraded"},
+		{"crashing: exited, none ready", wire.FunctionStatus{Phase: "active", Replicas: 1, ReplicaStates: states{"exited": 1}}, "degraded"},
+		{"exited while another starts", wire.FunctionStatus{Phase: "active", Replicas: 2, ReplicaStates: states{"exited": 1, "starting": 1}}, "degraded"},
+		{"paused", wire.FunctionStatus{Phase: "paused", Replicas: 0, ReplicaStates: states{"paused": 2}}, "paused"},
+		{"zero", wire.FunctionStatus{Phase: "zero", ReplicaStates: states{"zero": 1}}, "zero"},
+		{"nothing desired", wire.FunctionStatus{Phase: "active"}, "zero"},
+		{"older daemon, ready", wire.FunctionStatus{Replicas: 2, AvailableReplicas: 2}, "ready"},
+		{"older daemon, partly ready", wire.FunctionStatus{Replicas: 2, AvailableReplicas: 1}, "degraded"},
 	} {
 		if got := listState(tc.f); got != tc.want {
 			t.Errorf("%s: %+v: got %q, want %q", tc.name, tc.f, got, tc.want)
@@ -42,8 +42,8 @@ func TestListState(t *testing.T) {
 	}
 }
 
-func sampleList() []api.FunctionStatus {
-	return []api.FunctionStatus{
+func sampleList() []wire.FunctionStatus {
+	return []wire.FunctionStatus{
 		{Name: "echo", Image: "ghcr.io/acme/echo:1", InvocationCount: 12, Replicas: 2, AvailableReplicas: 2,
 			Phase: "active", ReplicaStates: map[function.State]int{"ready": 2}},
 		{Name: "idle", Image: "idle:1", InvocationCount: 3, Phase: "zero", ReplicaStates: map[function.State]int{"zero": 1}},
@@ -52,7 +52,7 @@ func sampleList() []api.FunctionStatus {
 }
 
 func TestListTable(t *testing.T) {
-	fetch := func(context.Context) ([]api.FunctionStatus, error) { return sampleList(), nil }
+	fetch := func(context.Context) ([]wire.FunctionStatus, error) { return sampleList(), nil }
 	var buf bytes.Buffer
 	if err := runList(t.Context(), fetch, "", &buf); err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func listColumn(table, name, col string) string {
 // TestListJSON: -o json is the API's list as it is, phase and replica
 // states included.
 func TestListJSON(t *testing.T) {
-	fetch := func(context.Context) ([]api.FunctionStatus, error) { return sampleList(), nil }
+	fetch := func(context.Context) ([]wire.FunctionStatus, error) { return sampleList(), nil }
 	var buf bytes.Buffer
 	if err := runList(t.Context(), fetch, "json", &buf); err != nil {
 		t.Fatal(err)

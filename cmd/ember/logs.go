@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/client"
 )
 
@@ -49,7 +49,7 @@ func runLogs(ctx context.Context, c *client.Client, o logsOptions, w io.Writer) 
 	if o.Since > 0 {
 		lo.Since = time.Now().Add(-o.Since)
 	}
-	return c.Logs(ctx, o.Name, lo, func(m api.LogMessage) error {
+	return c.Logs(ctx, o.Name, lo, func(m wire.LogMessage) error {
 		if o.Output == "json" {
 			return printJSONLine(w, m)
 		}

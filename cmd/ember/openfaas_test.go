@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/internal/itest"
 )
 
@@ -172,7 +172,7 @@ func TestOpenFaaSContract(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(list[0]["createdAt"])); err != nil {
 		t.Errorf("createdAt: %v", err)
 	}
-	desc := decodeJSON[api.FunctionStatus](t, f.expect("GET", "/system/function/fn1?usage=1", nil, 200).body)
+	desc := decodeJSON[wire.FunctionStatus](t, f.expect("GET", "/system/function/fn1?usage=1", nil, 200).body)
 	if desc.Usage == nil || desc.Usage.TotalMemoryBytes <= 0 {
 		t.Errorf("describe usage: %+v", desc.Usage)
 	}
@@ -240,7 +240,7 @@ func TestOpenFaaSContract(t *testing.T) {
 	f.expect("POST", "/system/scale-function/fn1", `{"replicas": "many"}`, 400)
 
 	// info: every nested field set (faas-cli dereferences them).
-	info := decodeJSON[api.GatewayInfo](t, f.expect("GET", "/system/info", nil, 200).body)
+	info := decodeJSON[wire.GatewayInfo](t, f.expect("GET", "/system/info", nil, 200).body)
 	if info.Provider == nil || info.Provider.Version == nil || info.Version == nil || info.Provider.Name == "" ||
 		info.Provider.Orchestration == "" || info.Provider.Version.Release == "" || info.Provider.Version.SHA == "" ||
 		info.Version.Release == "" || info.Version.SHA == "" || info.Arch == "" {
@@ -258,7 +258,7 @@ func TestOpenFaaSContract(t *testing.T) {
 	if strings.Contains(r.body, "top-secret") || strings.Contains(r.body, "raw-bytes") {
 		t.Errorf("secret value in list: %s", r.body)
 	}
-	ss := decodeJSON[[]api.Secret](t, r.body)
+	ss := decodeJSON[[]wire.Secret](t, r.body)
 	if len(ss) != 2 || ss[0].Name != "s1" || ss[0].Namespace != "openfaas-fn" {
 		t.Errorf("secrets: %+v", ss)
 	}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -130,9 +130,9 @@ func (l *loadLoop) stop(t *testing.T) {
 	}
 }
 
-func (d *daemon) describe(name string) api.FunctionStatus {
+func (d *daemon) describe(name string) wire.FunctionStatus {
 	d.t.Helper()
-	var f api.FunctionStatus
+	var f wire.FunctionStatus
 	if err := json.Unmarshal([]byte(d.mustEmber("describe", name, "-o", "json")), &f); err != nil {
 		d.t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func (d *daemon) describe(name string) api.FunctionStatus {
 }
 
 // waitFor polls describe until cond holds.
-func (d *daemon) waitFor(name, what string, timeout time.Duration, cond func(api.FunctionStatus) bool) api.FunctionStatus {
+func (d *daemon) waitFor(name, what string, timeout time.Duration, cond func(wire.FunctionStatus) bool) wire.FunctionStatus {
 	d.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -155,7 +155,7 @@ func (d *daemon) waitFor(name, what string, timeout time.Duration, cond func(api
 	}
 }
 
-func countState(f api.FunctionStatus, st function.State) int {
+func countState(f wire.FunctionStatus, st function.State) int {
 	n := 0
 	for _, r := range f.Instances {
 		if r.State == st {
@@ -165,8 +165,8 @@ func countState(f api.FunctionStatus, st function.State) int {
 	return n
 }
 
-func exactlyReady(n int) func(api.FunctionStatus) bool {
-	return func(f api.FunctionStatus) bool {
+func exactlyReady(n int) func(wire.FunctionStatus) bool {
+	return func(f wire.FunctionStatus) bool {
 		return len(f.Instances) == n && countState(f, function.StateReady) == n
 	}
 }
@@ -247,7 +247,7 @@ func TestUnhealthyReplaced(t *testing.T) {
 	if _, code, err := get("http://" + victim.IP + ":8080/_/rmlock"); err != nil || code != 200 {
 		t.Fatalf("rmlock: %d %v", code, err)
 	}
-	d.waitFor("echo", "replaced", 30*time.Second, func(f api.FunctionStatus) bool {
+	d.waitFor("echo", "replaced", 30*time.Second, func(f wire.FunctionStatus) bool {
 		for _, r := range f.Instances {
 			if r.ID == victim.ID {
 				return false
@@ -267,7 +267,7 @@ func TestLockComesBack(t *testing.T) {
 	f := d.waitFor("echo", "ready", 60*time.Second, exactlyReady(1))
 	id, ip := f.Instances[0].ID, f.Instances[0].IP
 	get("http://" + ip + ":8080/_/rmlock")
-	d.waitFor("echo", "unhealthy", 10*time.Second, func(f api.FunctionStatus) bool {
+	d.waitFor("echo", "unhealthy", 10*time.Second, func(f wire.FunctionStatus) bool {
 		return countState(f, function.StateUnhealthy) == 1
 	})
 	get("http://" + ip + ":8080/_/mklock")
@@ -288,7 +288,7 @@ func TestKilledReplicaRestarts(t *testing.T) {
 	victim := before.Instances[0]
 	killTask(t, e, d.ns, victim.ID, syscall.SIGKILL)
 	killed := time.Now()
-	f := d.waitFor("echo", "restarted", 30*time.Second, func(f api.FunctionStatus) bool {
+	f := d.waitFor("echo", "restarted", 30*time.Second, func(f wire.FunctionStatus) bool {
 		for _, r := range f.Instances {
 			if r.ID == victim.ID && r.Restarts == 1 && r.State == function.StateReady {
 				return true
@@ -311,7 +311,7 @@ func TestOOMKillReported(t *testing.T) {
 	d := newDaemon(t, e)
 	d.mustEmber("deploy", "echo", "--image", e.echo, "--memory-limit", "32Mi")
 	get(d.url("/function/echo/_/alloc?mb=100"))
-	d.waitFor("echo", "reported OOM-killed", 30*time.Second, func(f api.FunctionStatus) bool {
+	d.waitFor("echo", "reported OOM-killed", 30*time.Second, func(f wire.FunctionStatus) bool {
 		return len(f.Instances) == 1 && strings.Contains(f.Instances[0].LastExit, "OOM")
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -152,16 +153,16 @@ func TestScaleMessage(t *testing.T) {
 	u := func(n uint64) *uint64 { return &n }
 	for _, tc := range []struct {
 		o    scaleOptions
-		f    api.FunctionStatus
+		f    wire.FunctionStatus
 		want string
 	}{
-		{scaleOptions{Name: "echo", Replicas: u(3)}, api.FunctionStatus{MinReplicas: 1, MaxReplicas: 20, Autoscaling: true},
+		{scaleOptions{Name: "echo", Replicas: u(3)}, wire.FunctionStatus{MinReplicas: 1, MaxReplicas: 20, Autoscaling: true},
 			"Scaled echo to 3 replicas; autoscaling between 1 and 20 will move it with load — use --min/--max to pin."},
-		{scaleOptions{Name: "echo", Replicas: u(3)}, api.FunctionStatus{MinReplicas: 3, MaxReplicas: 3},
+		{scaleOptions{Name: "echo", Replicas: u(3)}, wire.FunctionStatus{MinReplicas: 3, MaxReplicas: 3},
 			"Scaled echo to 3 replicas; autoscaling is off (min = max = 3), so it stays at 3."},
-		{scaleOptions{Name: "echo", Min: u(2), Max: u(5)}, api.FunctionStatus{MinReplicas: 2, MaxReplicas: 5, Autoscaling: true},
+		{scaleOptions{Name: "echo", Min: u(2), Max: u(5)}, wire.FunctionStatus{MinReplicas: 2, MaxReplicas: 5, Autoscaling: true},
 			"Set echo's replicas between 2 and 5; autoscaling between 2 and 5 moves it with load."},
-		{scaleOptions{Name: "echo", Replicas: u(0)}, api.FunctionStatus{MinReplicas: 1, MaxReplicas: 20, Autoscaling: true},
+		{scaleOptions{Name: "echo", Replicas: u(0)}, wire.FunctionStatus{MinReplicas: 1, MaxReplicas: 20, Autoscaling: true},
 			"Scaled echo to zero; the next request wakes it; autoscaling between 1 and 20 moves it with load."},
 	} {
 		if got := scaleMessage(tc.o, tc.f); got != tc.want {

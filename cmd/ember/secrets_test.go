@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 	"github.com/emberfaas/ember/internal/itest"
 )
 
-func replicaIDs(f api.FunctionStatus) []string {
+func replicaIDs(f wire.FunctionStatus) []string {
 	var ids []string
 	for _, r := range f.Instances {
 		ids = append(ids, r.ID)
@@ -27,7 +27,7 @@ func replicaIDs(f api.FunctionStatus) []string {
 
 // secretOnEveryReplica asks each replica directly, not through the
 // gateway's round robin, for the secret it reads now.
-func secretOnEveryReplica(t *testing.T, f api.FunctionStatus, name, want string) {
+func secretOnEveryReplica(t *testing.T, f wire.FunctionStatus, name, want string) {
 	t.Helper()
 	for _, r := range f.Instances {
 		got, code, err := get("http://" + r.IP + ":8080/_/secret?name=" + name)
@@ -101,7 +101,7 @@ func TestSecretRotation(t *testing.T) {
 	l = startLoad(t, d, "rot", 4)
 	t0 := time.Now()
 	d.mustEmber("restart", "rot")
-	restarted := d.waitFor("rot", "restarted", 60*time.Second, func(f api.FunctionStatus) bool {
+	restarted := d.waitFor("rot", "restarted", 60*time.Second, func(f wire.FunctionStatus) bool {
 		return exactlyReady(2)(f) && !slices.ContainsFunc(replicaIDs(f), func(id string) bool { return slices.Contains(ids, id) })
 	})
 	t.Logf("restart: all replicas replaced after %s", time.Since(t0).Round(time.Millisecond))

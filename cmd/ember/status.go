@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -30,7 +30,7 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func runStatus(ctx context.Context, fetch func(context.Context) (api.SystemStatus, error), out string, w io.Writer) error {
+func runStatus(ctx context.Context, fetch func(context.Context) (wire.SystemStatus, error), out string, w io.Writer) error {
 	if err := checkOutput(out); err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ func runStatus(ctx context.Context, fetch func(context.Context) (api.SystemStatu
 
 // formatDrops renders "1200 lines (150 KiB) since 10:00:00, dropping now:
 // echo 1000, api 200; last error: ...".
-func formatDrops(d api.LogDrops) string {
+func formatDrops(d wire.LogDrops) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d lines (%d KiB)", d.Lines, d.Bytes>>10)
 	if d.Dropping {
@@ -96,7 +96,7 @@ func formatDrops(d api.LogDrops) string {
 // stateRank orders states and phases: serving first, then on the way,
 // then resting, then leaving; unknown ones after, alphabetically.
 func stateRank(s string) int {
-	i := slices.Index([]string{api.PhaseActive, "ready", "starting", "unhealthy", "paused", "zero", "stopping", "exited"}, s)
+	i := slices.Index([]string{wire.PhaseActive, "ready", "starting", "unhealthy", "paused", "zero", "stopping", "exited"}, s)
 	if i < 0 {
 		return 1 << 10
 	}
@@ -104,7 +104,7 @@ func stateRank(s string) int {
 }
 
 // formatCounts renders "3 (2 ready, 1 starting)".
-func formatCounts(c api.Counts) string {
+func formatCounts(c wire.Counts) string {
 	if c.Total == 0 {
 		return "0"
 	}

@@ -14,27 +14,27 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/client"
 )
 
-func sampleStatus() api.SystemStatus {
-	return api.SystemStatus{
+func sampleStatus() wire.SystemStatus {
+	return wire.SystemStatus{
 		Version: "v1.2.0", Commit: "abc1234",
 		Started:       time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		UptimeSeconds: 3723,
-		Containerd:    api.ContainerdStatus{Socket: "/run/containerd/containerd.sock", Namespace: "ember", Version: "1.6.20"},
+		Containerd:    wire.ContainerdStatus{Socket: "/run/containerd/containerd.sock", Namespace: "ember", Version: "1.6.20"},
 		Bridge:        "ember0", Subnet: "10.63.0.0/16", StateDir: "/var/lib/ember",
 		Listen: "0.0.0.0:8080", Socket: "/run/ember/ember.sock",
-		Functions: api.Counts{Total: 3, ByState: map[string]int{"zero": 1, "active": 2}},
-		Replicas:  api.Counts{Total: 4, ByState: map[string]int{"starting": 1, "zero": 1, "ready": 2}},
+		Functions: wire.Counts{Total: 3, ByState: map[string]int{"zero": 1, "active": 2}},
+		Replicas:  wire.Counts{Total: 4, ByState: map[string]int{"starting": 1, "zero": 1, "ready": 2}},
 	}
 }
 
 func TestStatusTable(t *testing.T) {
 	st := sampleStatus()
 	var buf bytes.Buffer
-	fetch := func(context.Context) (api.SystemStatus, error) { return st, nil }
+	fetch := func(context.Context) (wire.SystemStatus, error) { return st, nil }
 	if err := runStatus(t.Context(), fetch, "", &buf); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestStatusTable(t *testing.T) {
 	if strings.Contains(got, "Cleanup:") {
 		t.Errorf("output shows a cleanup line with nothing pending:\n%s", got)
 	}
-	st.Cleanup = &api.CleanupStatus{Pending: 2, Failures: 5, LastError: "cni del: plugin failed"}
+	st.Cleanup = &wire.CleanupStatus{Pending: 2, Failures: 5, LastError: "cni del: plugin failed"}
 	buf.Reset()
 	if err := runStatus(t.Context(), fetch, "", &buf); err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestStatusTable(t *testing.T) {
 	st.Cleanup = nil
 
 	st.Containerd.Version, st.Containerd.Error = "", "connection refused"
-	st.Functions, st.Replicas = api.Counts{}, api.Counts{}
+	st.Functions, st.Replicas = wire.Counts{}, wire.Counts{}
 	buf.Reset()
 	if err := runStatus(t.Context(), fetch, "", &buf); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestStatusTable(t *testing.T) {
 }
 
 func TestFormatCountsOrder(t *testing.T) {
-	got := formatCounts(api.Counts{Total: 9, ByState: map[string]int{
+	got := formatCounts(wire.Counts{Total: 9, ByState: map[string]int{
 		"exited": 1, "weird": 1, "ready": 1, "stopping": 1, "paused": 1, "unhealthy": 1, "starting": 1, "zero": 1, "another": 1,
 	}})
 	want := "9 (1 ready, 1 starting, 1 unhealthy, 1 paused, 1 zero, 1 stopping, 1 exited, 1 another, 1 weird)"
@@ -113,7 +113,7 @@ func TestStatusOverSocket(t *testing.T) {
 	if err := runStatus(t.Context(), fetch, "json", &buf); err != nil {
 		t.Fatal(err)
 	}
-	var got api.SystemStatus
+	var got wire.SystemStatus
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatalf("%v: %s", err, buf.String())
 	}
@@ -150,10 +150,10 @@ func TestStatusOldDaemon(t *testing.T) {
 
 func TestStatusShowsDroppedLogs(t *testing.T) {
 	st := sampleStatus()
-	st.LogsDropped = &api.LogDrops{Dropping: true, Since: time.Now(), Lines: 1200, Bytes: 150 << 10,
+	st.LogsDropped = &wire.LogDrops{Dropping: true, Since: time.Now(), Lines: 1200, Bytes: 150 << 10,
 		ByFunction: map[string]uint64{"api": 200, "echo": 1000}, LastError: "write x: no space left on device"}
 	var buf bytes.Buffer
-	fetch := func(context.Context) (api.SystemStatus, error) { return st, nil }
+	fetch := func(context.Context) (wire.SystemStatus, error) { return st, nil }
 	if err := runStatus(t.Context(), fetch, "", &buf); err != nil {
 		t.Fatal(err)
 	}

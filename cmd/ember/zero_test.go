@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -66,7 +66,7 @@ func TestScaleToZero(t *testing.T) {
 		"--label", function.LabelDeleteAfter+"=2s")
 	first := d.describe("idle").Instances[0]
 
-	paused := d.waitFor("idle", "paused", 15*time.Second, func(f api.FunctionStatus) bool {
+	paused := d.waitFor("idle", "paused", 15*time.Second, func(f wire.FunctionStatus) bool {
 		return len(f.Instances) == 1 && f.Instances[0].State == function.StatePaused
 	})
 	if paused.AvailableReplicas != 0 {
@@ -84,7 +84,7 @@ func TestScaleToZero(t *testing.T) {
 		t.Errorf("after wake from paused: %+v, want %s ready", f.Instances, first.ID)
 	}
 
-	d.waitFor("idle", "zero", 20*time.Second, func(f api.FunctionStatus) bool {
+	d.waitFor("idle", "zero", 20*time.Second, func(f wire.FunctionStatus) bool {
 		return len(f.Instances) == 1 && f.Instances[0].State == function.StateZero
 	})
 	list := d.mustEmber("list")
@@ -115,7 +115,7 @@ func TestWakeFromZeroConcurrent(t *testing.T) {
 	d.mustEmber("deploy", "burst", "--image", e.echo,
 		"--label", function.LabelScaleTarget+"=100")
 	d.mustEmber("scale", "burst", "--replicas", "0")
-	d.waitFor("burst", "zero", 15*time.Second, func(f api.FunctionStatus) bool {
+	d.waitFor("burst", "zero", 15*time.Second, func(f wire.FunctionStatus) bool {
 		return len(f.Instances) == 1 && f.Instances[0].State == function.StateZero
 	})
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package api
+package wire
 
 import (
 	"time"
@@ -121,31 +121,4 @@ type ScaleServiceRequest struct {
 	// Min and Max are ember's: they set the function's replica bounds.
 	Min *uint64 `json:"min,omitempty"`
 	Max *uint64 `json:"max,omitempty"`
-}
-
-// VersionInfo describes a build.
-type VersionInfo struct {
-	CommitMessage string `json:"commit_message,omitempty"`
-	SHA           string `json:"sha"`
-	Release       string `json:"release"`
-}
-
-// ProviderInfo describes the provider half of the gateway.
-type ProviderInfo struct {
-	Name          string       `json:"provider"`
-	Version       *VersionInfo `json:"version"`
-	Orchestration string       `json:"orchestration"`
-}
-
-// GatewayInfo is the body of GET /system/info. faas-cli dereferences every
-// nested field without nil checks, so all are always set.
-type GatewayInfo struct {
-	Provider *ProviderInfo `json:"provider"`
-	Version  *VersionInfo  `json:"version"`
-	Arch     string        `json:"arch"`
-}
-
-// ImportResult is the body of ember's POST /system/images.
-type ImportResult struct {
-	Images []string `json:"images"`
 }

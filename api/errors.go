@@ -1,0 +1,28 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// writeError maps ember's error kinds to status codes; the message is the
+// error's text, which names what was wrong.
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, function.ErrInvalid), errors.Is(err, function.ErrImageNotFound):
+		code = http.StatusBadRequest
+	case errors.Is(err, function.ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, function.ErrImage):
+		code = http.StatusBadGateway
+	case errors.Is(err, function.ErrNoSpace):
+		code = http.StatusInsufficientStorage
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	http.Error(w, err.Error(), code)
+}
