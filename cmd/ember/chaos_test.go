@@ -419,7 +419,7 @@ func (s *sink) snapshot() map[string]int {
 // faasCLI returns a runner of the real faas-cli, logged in to d.
 func faasCLI(t *testing.T, d *daemon) func(args ...string) {
 	bin := itest.OpenFaaSTool(t, "faas-cli")
-	env := append(os.Environ(), "OPENFAAS_URL="+d.url(""), "OPENFAAS_CONFIG="+t.TempDir())
+	env := itest.ProcessEnv("OPENFAAS_URL="+d.url(""), "OPENFAAS_CONFIG="+t.TempDir())
 	pw, err := os.ReadFile(filepath.Join(d.dir, "state", "basic-auth-password"))
 	if err != nil {
 		t.Fatal(err)

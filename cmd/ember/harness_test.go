@@ -237,7 +237,7 @@ func (d *daemon) teardown() {
 // ember runs the CLI against this daemon.
 func (d *daemon) ember(stdin io.Reader, args ...string) (stdout, stderr string, err error) {
 	cmd := exec.Command(d.e.bin, args...)
-	cmd.Env = append(os.Environ(), "EMBER_SOCKET="+d.socket)
+	cmd.Env = itest.ProcessEnv("EMBER_SOCKET=" + d.socket)
 	var o, e bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &o, &e
 	err = cmd.Run()

@@ -133,7 +133,7 @@ func TestOpenFaaSContract(t *testing.T) {
 		fail bool
 	}{{strings.TrimSpace(string(pw)), false}, {"", true}} {
 		cmd := exec.Command(e.bin, "list")
-		cmd.Env = append(os.Environ(), "EMBER_SOCKET=http://"+d.listen, "EMBER_PASSWORD="+tc.pw)
+		cmd.Env = itest.ProcessEnv("EMBER_SOCKET=http://"+d.listen, "EMBER_PASSWORD="+tc.pw)
 		out, err := cmd.CombinedOutput()
 		if (err != nil) != tc.fail || (tc.fail && !strings.Contains(string(out), "invalid credentials")) {
 			t.Errorf("ember list over TCP (password set: %v): %v %s", tc.pw != "", err, out)

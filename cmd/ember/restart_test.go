@@ -39,7 +39,7 @@ func TestRestartKeepsFaasCLIReplicas(t *testing.T) {
 		t.Helper()
 		cmd := exec.Command(faasCLI, args...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "OPENFAAS_URL=http://"+d.listen, "OPENFAAS_CONFIG="+filepath.Join(dir, "openfaas"))
+		cmd.Env = itest.ProcessEnv("OPENFAAS_URL=http://"+d.listen, "OPENFAAS_CONFIG="+filepath.Join(dir, "openfaas"))
 		cmd.Stdin = strings.NewReader(stdin)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("faas-cli %s: %v\n%s", strings.Join(args, " "), err, out)

@@ -54,7 +54,7 @@ func TestSecretRotation(t *testing.T) {
 	faas := func(stdin string, args ...string) string {
 		t.Helper()
 		cmd := exec.Command(faasCLI, args...)
-		cmd.Env = append(os.Environ(), "OPENFAAS_URL=http://"+d.listen, "OPENFAAS_CONFIG="+cfgDir)
+		cmd.Env = itest.ProcessEnv("OPENFAAS_URL=http://"+d.listen, "OPENFAAS_CONFIG="+cfgDir)
 		cmd.Stdin = strings.NewReader(stdin)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
