@@ -35,30 +35,10 @@ type env struct {
 	cleanups []func() error    // run last first by close
 }
 
-// hostRequirements lists what the run needs and the host lacks, as
-// itest.RequireHost does for the integration tests.
-func hostRequirements() []string {
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, p := range []string{itest.ContainerdBinary, itest.CNIBridgePlugin} {
-		if _, err := os.Stat(p); err != nil {
-			missing = append(missing, p)
-		}
-	}
-	for _, name := range []string{"containerd-shim-runc-v2", "runc", "iptables", "go"} {
-		if _, err := exec.LookPath(name); err != nil {
-			missing = append(missing, name+" in PATH")
-		}
-	}
-	return missing
-}
-
 // newEnv builds ember, starts containerd and the registry and pushes the
 // echo image. On error it has already cleaned up after itself.
 func newEnv(ctx context.Context, log io.Writer) (*env, error) {
-	if missing := hostRequirements(); len(missing) > 0 {
+	if missing := itest.MissingHostRequirements(); len(missing) > 0 {
 		return nil, fmt.Errorf("the benchmarks need: %s", strings.Join(missing, "; "))
 	}
 	e := &env{log: log}
