@@ -31,15 +31,35 @@ import (
 
 const hostPlugins = "/usr/lib/cni"
 
-func requireRoot(t *testing.T) {
+// requireHost skips t unless the host can run these tests: root, the CNI
+// plugins, iptables and ip. In CI (CI=true or EMBER_REQUIRE_INTEGRATION=1)
+// a missing requirement fails the test instead, as itest.RequireHost does
+// for the other integration tests (which this package cannot import:
+// itest imports network).
+func requireHost(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, p := range plugins {
+		if _, err := os.Stat(filepath.Join(hostPlugins, p)); err != nil {
+			missing = append(missing, filepath.Join(hostPlugins, p))
+		}
+	}
+	for _, name := range []string{"iptables", "ip"} {
+		if _, err := exec.LookPath(name); err != nil {
+			missing = append(missing, name+" in PATH")
+		}
+	}
+	if len(missing) == 0 {
 		return
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("integration test needs root, and CI=true forbids skipping")
+	msg := "integration test needs: " + strings.Join(missing, "; ")
+	if os.Getenv("CI") == "true" || os.Getenv("EMBER_REQUIRE_INTEGRATION") == "1" {
+		t.Fatal(msg)
 	}
-	t.Skip("integration test needs root")
+	t.Skip(msg)
 }
 
 func randomTag(t *testing.T) string {
@@ -83,7 +103,7 @@ func freeSubnet(t *testing.T) string {
 // bridge and every masquerade rule of its name are gone.
 func newIntegrationNetwork(t *testing.T, binDirs ...string) (*Network, Config) {
 	t.Helper()
-	requireRoot(t)
+	requireHost(t)
 	if len(binDirs) == 0 {
 		binDirs = []string{hostPlugins}
 	}
@@ -405,7 +425,7 @@ printf '%s' "$out"
 
 func TestIntegrationAttachFailureLeavesNothing(t *testing.T) {
 	t.Run("plugin fails after its work", func(t *testing.T) {
-		requireRoot(t)
+		requireHost(t)
 		bin := pluginDir(t)
 		bridge := filepath.Join(bin, "bridge")
 		if err := os.Remove(bridge); err != nil {
@@ -425,7 +445,7 @@ func TestIntegrationAttachFailureLeavesNothing(t *testing.T) {
 		assertBridgeEmpty(t, cfg)
 	})
 	t.Run("plugin missing", func(t *testing.T) {
-		requireRoot(t)
+		requireHost(t)
 		bin := pluginDir(t)
 		n, cfg := newIntegrationNetwork(t, bin)
 		if err := os.Remove(filepath.Join(bin, "bridge")); err != nil {

@@ -12,9 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -432,26 +429,6 @@ func (s *sink) snapshot() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.seen)
-}
-
-// faasCLI returns a runner of the real faas-cli, logged in to d.
-func faasCLI(t *testing.T, d *daemon) func(args ...string) {
-	bin := itest.OpenFaaSTool(t, "faas-cli")
-	env := append(os.Environ(), "OPENFAAS_URL="+d.url(""), "OPENFAAS_CONFIG="+t.TempDir())
-	pw, err := os.ReadFile(filepath.Join(d.dir, "state", "basic-auth-password"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := func(stdin io.Reader, args ...string) {
-		t.Helper()
-		cmd := exec.Command(bin, args...)
-		cmd.Env, cmd.Stdin = env, stdin
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("faas-cli %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	run(strings.NewReader(strings.TrimSpace(string(pw))), "login", "-u", "admin", "--password-stdin")
-	return func(args ...string) { t.Helper(); run(nil, args...) }
 }
 
 // direct calls a replica on its bridge IP, bypassing the gateway. The

@@ -24,10 +24,12 @@ import (
 // TestKillDuringRollingUpdate SIGKILLs the daemon again and again while a
 // rolling update's new replicas are starting, under steady load. The
 // function must end with exactly its 2 replicas, all of the new version,
-// and no request may fail except while the daemon itself is down.
+// and no request may fail except while the daemon itself is down. It
+// must get there without waiting out a drain timeout: the daemon's is an
+// hour, far beyond the guard on convergence.
 func TestKillDuringRollingUpdate(t *testing.T) {
 	e := setup(t)
-	d := newDaemon(t, e)
+	d := newDaemon(t, e, "--drain-timeout", "1h")
 	bounds := []string{"--label", function.LabelScaleMin + "=2", "--label", function.LabelScaleMax + "=2"}
 	d.mustEmber(append([]string{"deploy", "echo", "--image", e.echo}, bounds...)...)
 	d.waitFor("echo", "2 ready", 60*time.Second, exactlyReady(2))
@@ -64,9 +66,6 @@ func TestKillDuringRollingUpdate(t *testing.T) {
 	}
 	if st.ok == 0 || st.versions["v1"] == 0 || st.versions["v2"] == 0 {
 		t.Errorf("load: %d ok, versions %v; want both versions served", st.ok, st.versions)
-	}
-	if drain := 5 * time.Second; converged > drain+5*time.Second {
-		t.Errorf("converged after %s, want within the drain timeout (%s) and the new replicas' start-up", converged, drain)
 	}
 	d.mustEmber("remove", "echo")
 	waitGoneNamed(t, d, "echo", 60*time.Second)

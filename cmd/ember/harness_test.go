@@ -234,10 +234,34 @@ func (d *daemon) teardown() {
 	}
 }
 
+// faasCLI returns a runner of the real faas-cli, logged in to d with its
+// admin password, in a config directory of its own; it fails the test on
+// error and returns the output.
+func faasCLI(t *testing.T, d *daemon) func(args ...string) string {
+	bin := itest.OpenFaaSTool(t, "faas-cli")
+	env := itest.ProcessEnv("OPENFAAS_URL="+d.url(""), "OPENFAAS_CONFIG="+t.TempDir())
+	pw, err := os.ReadFile(filepath.Join(d.dir, "state", "basic-auth-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(stdin io.Reader, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env, cmd.Stdin = env, stdin
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("faas-cli %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run(strings.NewReader(strings.TrimSpace(string(pw))), "login", "-u", "admin", "--password-stdin")
+	return func(args ...string) string { t.Helper(); return run(nil, args...) }
+}
+
 // ember runs the CLI against this daemon.
 func (d *daemon) ember(stdin io.Reader, args ...string) (stdout, stderr string, err error) {
 	cmd := exec.Command(d.e.bin, args...)
-	cmd.Env = append(os.Environ(), "EMBER_SOCKET="+d.socket)
+	cmd.Env = itest.ProcessEnv("EMBER_SOCKET=" + d.socket)
 	var o, e bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &o, &e
 	err = cmd.Run()

@@ -5,15 +5,12 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/emberfaas/ember/function"
-	"github.com/emberfaas/ember/internal/itest"
 )
 
 // A function deployed by the real faas-cli keeps its replicas through a
@@ -22,28 +19,14 @@ import (
 // "labels":{} and the store's nil are one spec.
 func TestRestartKeepsFaasCLIReplicas(t *testing.T) {
 	e := setup(t)
-	faasCLI := itest.OpenFaaSTool(t, "faas-cli")
 	d := newDaemon(t, e, "--auth=true")
-	pw, err := os.ReadFile(filepath.Join(d.dir, "state", "basic-auth-password"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	faas := faasCLI(t, d)
 	dir := t.TempDir()
 	stackFile := filepath.Join(dir, "stack.yml")
 	stackYAML := "version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  keep:\n    image: " + e.echo +
 		"\n    environment: {GREETING: hi}\n    labels: {com.openfaas.scale.min: 2}\n"
 	if err := os.WriteFile(stackFile, []byte(stackYAML), 0o644); err != nil {
 		t.Fatal(err)
-	}
-	faas := func(stdin string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(faasCLI, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "OPENFAAS_URL=http://"+d.listen, "OPENFAAS_CONFIG="+filepath.Join(dir, "openfaas"))
-		cmd.Stdin = strings.NewReader(stdin)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("faas-cli %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
 	}
 	// ready waits for two ready replicas and returns their IDs, sorted.
 	ready := func(when string) []string {
@@ -79,15 +62,14 @@ func TestRestartKeepsFaasCLIReplicas(t *testing.T) {
 		}
 	}
 
-	faas(strings.TrimSpace(string(pw)), "login", "-u", "admin", "--password-stdin")
-	faas("", "deploy", "-f", stackFile)
+	faas("deploy", "-f", stackFile)
 	before := ready("after faas-cli deploy")
 
 	d.kill9()
 	d.start()
 	steady("after SIGKILL and restart", before)
 
-	faas("", "deploy", "-f", stackFile)
+	faas("deploy", "-f", stackFile)
 	steady("after an unchanged faas-cli deploy", before)
 
 	d.mustEmber("deploy", "-f", stackFile)

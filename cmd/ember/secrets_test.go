@@ -3,17 +3,12 @@
 package main
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
-	"github.com/emberfaas/ember/internal/itest"
 )
 
 func replicaIDs(f wire.FunctionStatus) []string {
@@ -44,25 +39,8 @@ func secretOnEveryReplica(t *testing.T, f wire.FunctionStatus, name, want string
 // request.
 func TestSecretRotation(t *testing.T) {
 	e := setup(t)
-	faasCLI := itest.OpenFaaSTool(t, "faas-cli")
 	d := newDaemon(t, e, "--auth=true")
-	pw, err := os.ReadFile(filepath.Join(d.dir, "state", "basic-auth-password"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgDir := t.TempDir()
-	faas := func(stdin string, args ...string) string {
-		t.Helper()
-		cmd := exec.Command(faasCLI, args...)
-		cmd.Env = append(os.Environ(), "OPENFAAS_URL=http://"+d.listen, "OPENFAAS_CONFIG="+cfgDir)
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("faas-cli %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	faas(strings.TrimSpace(string(pw)), "login", "-u", "admin", "--password-stdin")
+	faas := faasCLI(t, d)
 
 	d.mustEmber("secret", "create", "rot", "--from-literal", "value-1")
 	d.mustEmber("deploy", "rot", "--image", e.echo, "--secret", "rot", "--label", function.LabelScaleMin+"=2")
@@ -72,7 +50,7 @@ func TestSecretRotation(t *testing.T) {
 
 	// Rotation through the OpenFaaS API (PUT /system/secrets) under load.
 	l := startLoad(t, d, "rot", 4)
-	faas("", "secret", "update", "rot", "--from-literal", "value-2")
+	faas("secret", "update", "rot", "--from-literal", "value-2")
 	after := d.describe("rot")
 	secretOnEveryReplica(t, after, "rot", "value-2")
 	for range 10 {

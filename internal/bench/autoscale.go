@@ -39,16 +39,25 @@ func (b *bench) runAutoscale(ctx context.Context, rep *Report) error {
 		return err
 	}
 	defer d.teardown()
-	res := &AutoscaleResult{Steps: b.sz.autoSteps, Target: 2, Workers: 10, SleepMs: 100}
-	res.Want = (res.Workers + res.Target - 1) / res.Target
-	rep.Autoscale = res
+	const target = 2
 	if err := d.deploy(ctx, "auto", b.env.echo, map[string]string{
-		function.LabelScaleTarget: strconv.Itoa(res.Target),
+		function.LabelScaleTarget: strconv.Itoa(target),
 		// Back to one replica soon after each step, for the next one.
 		function.LabelScaleDownWindow: "3s",
 	}); err != nil {
 		return err
 	}
+	// The target the report prints is the one the daemon runs with.
+	tl, err := d.label(ctx, "auto", function.LabelScaleTarget)
+	if err != nil {
+		return err
+	}
+	res := &AutoscaleResult{Steps: b.sz.autoSteps, Workers: 10, SleepMs: 100}
+	if res.Target, err = strconv.Atoi(tl); err != nil || res.Target < 1 {
+		return fmt.Errorf("auto: %s=%q", function.LabelScaleTarget, tl)
+	}
+	res.Want = (res.Workers + res.Target - 1) / res.Target
+	rep.Autoscale = res
 	url := d.fnURL("auto", fmt.Sprintf("/_/sleep?ms=%d", res.SleepMs))
 	c := newClient(res.Workers)
 	var decision, ready []time.Duration

@@ -105,7 +105,7 @@ func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 		}
 		cl.Close()
 	}
-	rep.Machine = describeMachine(ctx, b.env.root, ver)
+	rep.Machine = describeMachine(ctx, b.env.root, b.env.bin, ver)
 	b.logf("machine: %s", rep.Machine)
 
 	scenarios := []struct {
@@ -140,6 +140,7 @@ func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 			rep.Problems = append(rep.Problems, rep.check()...)
 		}
 	}
+	rep.DaemonFlags = b.env.flags
 	rep.Table = rep.rows()
 	rep.DurationS = time.Since(b.start).Seconds()
 	rep.LoadEnd = loadavg()

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/emberfaas/ember/internal/itest"
 )
 
 func TestPercentile(t *testing.T) {
@@ -112,5 +114,27 @@ func TestReportCheck(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "| scenario | metric |") || !strings.Contains(b.String(), "4 autoscaling") {
 		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// TestDaemonFlagsReported checks that the settings the report prints are
+// the ones on the daemons' command lines, and that a daemon run with
+// another value shows up beside the first.
+func TestDaemonFlagsReported(t *testing.T) {
+	newDaemon := func(extra ...string) *daemon {
+		return &daemon{Daemon: &itest.Daemon{DaemonOptions: itest.DaemonOptions{
+			Containerd: &itest.Containerd{}, Extra: append(daemonFlags(), extra...)}}}
+	}
+	e := &env{}
+	e.recordFlags(newDaemon())
+	e.recordFlags(newDaemon("--health-interval", "1m"))
+	r := Report{DaemonFlags: e.flags}
+	var b strings.Builder
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "Daemons (from their command lines): --health-interval 5s / 1m, --wake-timeout 30s, --drain-timeout 30s\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("report:\n%s\nwant the line %q", b.String(), want)
 	}
 }

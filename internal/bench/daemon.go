@@ -20,8 +20,18 @@ import (
 	"github.com/emberfaas/ember/internal/itest"
 )
 
-// daemon is one `ember daemon` process (itest.Daemon) with the defaults
-// otherwise (health interval 5s, wake timeout 30s, drain timeout 30s), its
+// reportedFlags are the daemon settings the report prints. Every bench
+// daemon is given them explicitly (daemonFlags), and the report reads them
+// back from the command line each daemon was started with.
+var reportedFlags = [...]string{"health-interval", "wake-timeout", "drain-timeout"}
+
+// daemonFlags are the flags every bench daemon gets after the harness's
+// own: the settings the numbers depend on, at ember's defaults.
+func daemonFlags() []string {
+	return []string{"--health-interval", "5s", "--wake-timeout", "30s", "--drain-timeout", "30s"}
+}
+
+// daemon is one `ember daemon` process (itest.Daemon) with daemonFlags, its
 // log in a file and a client.
 type daemon struct {
 	*itest.Daemon
@@ -49,6 +59,7 @@ func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
 		// their subnets (10.200-239.x), which may run on the same host.
 		BridgePrefix: "bnch",
 		Subnet:       fmt.Sprintf("10.%d.%d.0/24", 240+os.Getpid()%15, e.seq%250),
+		Extra:        daemonFlags(),
 		SysProcAttr: &syscall.SysProcAttr{
 			// A ^C reaches the bench, which then removes functions before
 			// it stops the daemon, instead of reaching both at once.
@@ -70,7 +81,16 @@ func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
 	if err := d.waitHealthy(ctx, 30*time.Second); err != nil {
 		return nil, err
 	}
+	e.recordFlags(d)
 	return d, nil
+}
+
+// flag is a setting of the running daemon, as its command line has it.
+func (d *daemon) flag(name string) string {
+	if v, ok := d.Flag(name); ok {
+		return v
+	}
+	return "default" // not on the command line: the binary's own
 }
 
 func randHex(n int) string {
@@ -170,6 +190,19 @@ func (d *daemon) deploy(ctx context.Context, name, image string, labels map[stri
 		return fmt.Errorf("deploy %s: %w", name, err)
 	}
 	return nil
+}
+
+// label is a deployed function's label, as describe reports it: what the
+// daemon runs, not what the bench meant to deploy.
+func (d *daemon) label(ctx context.Context, name, key string) (string, error) {
+	f, err := d.api.Describe(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if f.Labels == nil || (*f.Labels)[key] == "" {
+		return "", fmt.Errorf("%s: no label %s", name, key)
+	}
+	return (*f.Labels)[key], nil
 }
 
 // waitFor polls describe every poll until cond holds.

@@ -16,9 +16,9 @@ import (
 // The functions' own processes are left out.
 type DensityResult struct {
 	Functions      int     `json:"functions"`
-	HealthInterval string  `json:"health_interval"`
+	HealthInterval string  `json:"health_interval"` // from the daemon's command line
 	DeployAllS     float64 `json:"deploy_all_s"`
-	RestS          float64 `json:"rest_s"`
+	RestS          float64 `json:"rest_s"` // the window, as measured
 
 	DaemonRSSIdle     int64 `json:"daemon_rss_idle_bytes"` // before any deploy
 	DaemonRSS         int64 `json:"daemon_rss_bytes"`
@@ -28,7 +28,7 @@ type DensityResult struct {
 	ShimRSS           int64 `json:"shim_rss_bytes"` // sum over shims
 	ShimPSS           int64 `json:"shim_pss_bytes"`
 
-	SettleS float64 `json:"settle_s"` // from the last deploy to the window
+	SettleS float64 `json:"settle_s"` // measured: from the last deploy to the window
 	// CPU over the rest window, in % of one core, each process with the
 	// children it waited for. CPUShimChildren is the part of CPUShims
 	// spent in the shims' children: the runc execs of the lock probes.
@@ -60,8 +60,7 @@ func (b *bench) runDensity(ctx context.Context, rep *Report) error {
 		return err
 	}
 	defer d.teardown()
-	res := &DensityResult{Functions: b.sz.density, HealthInterval: "5s (default)",
-		SettleS: b.sz.settle.Seconds(), RestS: b.sz.rest.Seconds()}
+	res := &DensityResult{HealthInterval: d.flag("health-interval")}
 	ctrdPID, err := b.env.containerdPID()
 	if err != nil {
 		return err
@@ -78,12 +77,12 @@ func (b *bench) runDensity(ctx context.Context, rep *Report) error {
 		names[i] = fmt.Sprintf("fn-%02d", i)
 	}
 	start := time.Now()
-	var deployed atomic.Int64
+	var ready atomic.Int64
 	err = parallel(ctx, 4, names, func(ctx context.Context, name string) error {
 		if err := d.deploy(ctx, name, b.env.echo, nil); err != nil {
 			return err
 		}
-		if n := deployed.Add(1); n%10 == 0 || int(n) == len(names) {
+		if n := ready.Add(1); n%10 == 0 || int(n) == len(names) {
 			b.logf("density: %d/%d deployed", n, len(names))
 		}
 		return nil
@@ -91,11 +90,13 @@ func (b *bench) runDensity(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	res.DeployAllS = time.Since(start).Seconds()
+	deployed := time.Now()
+	res.DeployAllS = deployed.Sub(start).Seconds()
 	fns, err := d.api.List(ctx)
 	if err != nil {
 		return err
 	}
+	res.Functions = len(fns)
 	for _, f := range fns {
 		if f.AvailableReplicas != 1 {
 			return fmt.Errorf("%s: %d ready replicas after deploy, want 1", f.Name, f.AvailableReplicas)
@@ -120,11 +121,13 @@ func (b *bench) runDensity(ctx context.Context, rep *Report) error {
 	groups := map[string][]int{"daemon": {d.pid()}, "containerd": {ctrdPID}, "shims": shimPIDs}
 	before, beforeChildren := cpuOf(groups)
 	t0 := time.Now()
+	res.SettleS = t0.Sub(deployed).Seconds()
 	if !sleep(ctx, b.sz.rest) {
 		return ctx.Err()
 	}
 	after, afterChildren := cpuOf(groups)
 	wall := time.Since(t0)
+	res.RestS = wall.Seconds()
 	pct := func(d time.Duration) float64 { return 100 * d.Seconds() / wall.Seconds() }
 	res.CPUDaemon = pct(after["daemon"] - before["daemon"])
 	res.CPUContainerd = pct(after["containerd"] - before["containerd"])
@@ -235,7 +238,7 @@ func (r *DensityResult) rows() []Row {
 		{s, fmt.Sprintf("daemon RSS, %d functions (vs none)", r.Functions), fmtBytes(r.DaemonRSS), fmtBytes(r.DaemonRSSIdle), fmtRatio(float64(r.DaemonRSS), float64(r.DaemonRSSIdle))},
 		{s, "per replica outside the function: shim RSS / PSS", fmtBytes(r.ShimRSS/n) + " / " + fmtBytes(r.ShimPSS/n), "", ""},
 		{s, fmt.Sprintf("containerd RSS, %d functions (vs none)", r.Functions), fmtBytes(r.ContainerdRSS), fmtBytes(r.ContainerdRSSIdle), fmtRatio(float64(r.ContainerdRSS), float64(r.ContainerdRSSIdle))},
-		{s, fmt.Sprintf("CPU at rest over %gs from %gs after the last deploy, %% of one core (health interval %s)", r.RestS, r.SettleS, r.HealthInterval),
+		{s, fmt.Sprintf("CPU at rest over %.0fs from %.0fs after the last deploy, %% of one core (health interval %s)", r.RestS, r.SettleS, r.HealthInterval),
 			fmt.Sprintf("%.2f%%", r.CPUDaemon+r.CPUContainerd+r.CPUShims), "", ""},
 		{s, "… of which daemon / containerd / shims' own / shims' runc execs (probes)",
 			fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", r.CPUDaemon, r.CPUContainerd, r.CPUShims-r.CPUShimChildren, r.CPUShimChildren), "", ""},

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/emberfaas/ember/internal/itest"
 )
 
@@ -17,7 +19,8 @@ type DeployResult struct {
 	Samples int  `json:"samples"`
 	Present Dist `json:"present"`
 	Pulled  Dist `json:"pulled"`
-	// LayerBytes is the compressed size of the image's one layer.
+	// LayerBytes is the compressed size of the pulled images' one layer
+	// (the largest, should they differ).
 	LayerBytes int64 `json:"layer_bytes"`
 	// Retries counts invokes that failed after deploy had returned.
 	Retries int `json:"retries"`
@@ -31,10 +34,6 @@ func (b *bench) runDeploy(ctx context.Context, rep *Report) error {
 	defer d.teardown()
 	res := &DeployResult{Samples: b.sz.deploys}
 	rep.Deploy = res
-	if layers, err := b.env.echoImg.Layers(); err == nil && len(layers) == 1 {
-		res.LayerBytes, _ = layers[0].Size()
-	}
-
 	// Fresh images, one per sample, each with a layer of its own: pushed
 	// before anything is timed.
 	pulled := make([]string, b.sz.deploys)
@@ -43,6 +42,12 @@ func (b *bench) runDeploy(ctx context.Context, rep *Report) error {
 		if err != nil {
 			return err
 		}
+		// The size the row prints is that of the layers pulled.
+		size, err := layerBytes(img)
+		if err != nil {
+			return err
+		}
+		res.LayerBytes = max(res.LayerBytes, size)
 		pulled[i] = b.env.reg.Ref(fmt.Sprintf("echo-pull:s%d", i))
 		if err := itest.Push(ctx, img, pulled[i]); err != nil {
 			return err
@@ -86,6 +91,18 @@ func (b *bench) runDeploy(ctx context.Context, rep *Report) error {
 		pull = append(pull, t)
 	}
 	return nil
+}
+
+// layerBytes is the compressed size of an image's one layer.
+func layerBytes(img v1.Image) (int64, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return 0, err
+	}
+	if len(layers) != 1 {
+		return 0, fmt.Errorf("image has %d layers, want 1", len(layers))
+	}
+	return layers[0].Size()
 }
 
 // firstOK sends GETs to url until one answers 200, and returns how many

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -28,36 +29,16 @@ type env struct {
 	ctrdCfg string // containerd's --config, to find its process
 	reg     *itest.Registry
 	echo    string // the echo function's image reference
-	echoImg v1.Image
 
-	seq      int            // daemons started, for their subnets
-	cleanups []func() error // run last first by close
-}
-
-// hostRequirements lists what the run needs and the host lacks, as
-// itest.RequireHost does for the integration tests.
-func hostRequirements() []string {
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, p := range []string{itest.ContainerdBinary, itest.CNIBridgePlugin} {
-		if _, err := os.Stat(p); err != nil {
-			missing = append(missing, p)
-		}
-	}
-	for _, name := range []string{"containerd-shim-runc-v2", "runc", "iptables", "go"} {
-		if _, err := exec.LookPath(name); err != nil {
-			missing = append(missing, name+" in PATH")
-		}
-	}
-	return missing
+	seq      int               // daemons started, for their subnets
+	flags    map[string]string // reportedFlags as the daemons ran them
+	cleanups []func() error    // run last first by close
 }
 
 // newEnv builds ember, starts containerd and the registry and pushes the
 // echo image. On error it has already cleaned up after itself.
 func newEnv(ctx context.Context, log io.Writer) (*env, error) {
-	if missing := hostRequirements(); len(missing) > 0 {
+	if missing := itest.MissingHostRequirements(); len(missing) > 0 {
 		return nil, fmt.Errorf("the benchmarks need: %s", strings.Join(missing, "; "))
 	}
 	e := &env{log: log}
@@ -109,11 +90,12 @@ func newEnv(ctx context.Context, log io.Writer) (*env, error) {
 	}
 	e.cleanups = append(e.cleanups, func() error { e.reg.Close(); return nil })
 
-	if e.echoImg, err = e.buildEcho(ctx, ""); err != nil {
+	echo, err := e.buildEcho(ctx, "")
+	if err != nil {
 		return nil, err
 	}
 	e.echo = e.reg.Ref("echo:v1")
-	if err := itest.Push(ctx, e.echoImg, e.echo); err != nil {
+	if err := itest.Push(ctx, echo, e.echo); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -149,4 +131,21 @@ func (e *env) close(keepLogs bool) error {
 		errs = append(errs, os.RemoveAll(e.logDir))
 	}
 	return errors.Join(errs...)
+}
+
+// recordFlags notes d's reportedFlags for the report; daemons that ran with
+// different values show all of them.
+func (e *env) recordFlags(d *daemon) {
+	if e.flags == nil {
+		e.flags = map[string]string{}
+	}
+	for _, name := range reportedFlags {
+		v := d.flag(name)
+		switch old, ok := e.flags[name]; {
+		case !ok:
+			e.flags[name] = v
+		case !slices.Contains(strings.Split(old, " / "), v):
+			e.flags[name] = old + " / " + v
+		}
+	}
 }

@@ -3,12 +3,14 @@ package bench
 import (
 	"bufio"
 	"context"
+	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +22,9 @@ type Report struct {
 	Started   time.Time `json:"started"`
 	DurationS float64   `json:"duration_s"`
 	Machine   Machine   `json:"machine"`
+	// DaemonFlags are reportedFlags as the daemons were started with
+	// them; values differing between daemons are joined with " / ".
+	DaemonFlags map[string]string `json:"daemon_flags,omitempty"`
 	// Load averages (1 min) from /proc/loadavg at the start and the end:
 	// other work on the host shows here.
 	LoadStart float64          `json:"loadavg_start"`
@@ -52,8 +57,10 @@ type Machine struct {
 	Kernel      string `json:"kernel"`
 	Containerd  string `json:"containerd"`
 	Runc        string `json:"runc"`
-	Go          string `json:"go"`
-	Ember       string `json:"ember"`
+	// Go and Ember are read from the ember binary the daemons ran: the
+	// toolchain that built it and the commit it was built from.
+	Go    string `json:"go"`
+	Ember string `json:"ember"`
 }
 
 func (m Machine) String() string {
@@ -61,11 +68,11 @@ func (m Machine) String() string {
 		m.CPU, m.Cores, float64(m.MemoryBytes)/(1<<30), m.Kernel, m.Containerd, m.Runc, m.Go, m.Ember)
 }
 
-// describeMachine fills in what the host says about itself; unknown parts
-// stay "?" rather than failing the run.
-func describeMachine(ctx context.Context, root, containerdVersion string) Machine {
+// describeMachine fills in what the host and the ember binary bin say
+// about themselves; unknown parts stay "?" rather than failing the run.
+func describeMachine(ctx context.Context, root, bin, containerdVersion string) Machine {
 	m := Machine{CPU: "?", Cores: runtime.NumCPU(), Kernel: "?", Containerd: containerdVersion, Runc: "?",
-		Go: runtime.Version(), Ember: "?"}
+		Go: "?", Ember: "?"}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -88,12 +95,37 @@ func describeMachine(ctx context.Context, root, containerdVersion string) Machin
 			m.Runc = f[2]
 		}
 	}
-	git := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty")
-	git.Dir = root
-	if out, err := git.Output(); err == nil {
-		m.Ember = strings.TrimSpace(string(out))
+	if bi, err := buildinfo.ReadFile(bin); err == nil {
+		m.Go = bi.GoVersion
+		m.Ember = vcsRevision(bi)
+	}
+	if m.Ember == "?" {
+		// Built without VCS stamps: the checkout it was built from.
+		git := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty")
+		git.Dir = root
+		if out, err := git.Output(); err == nil {
+			m.Ember = strings.TrimSpace(string(out))
+		}
 	}
 	return m
+}
+
+// vcsRevision is the short commit a binary was built from, "-dirty" with
+// uncommitted changes, or "?".
+func vcsRevision(bi *debug.BuildInfo) string {
+	rev, dirty := "?", ""
+	for _, s := range bi.Settings {
+		switch {
+		case s.Key == "vcs.revision" && s.Value != "":
+			rev = s.Value[:min(7, len(s.Value))]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "-dirty"
+		}
+	}
+	if rev == "?" {
+		return rev
+	}
+	return rev + dirty
 }
 
 // loadavg returns the 1-minute load average, or 0.
@@ -131,6 +163,15 @@ func meminfo(key string) (int64, error) {
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "Machine: %s\n\n", r.Machine)
+	if len(r.DaemonFlags) > 0 {
+		var fl []string
+		for _, name := range reportedFlags {
+			if v, ok := r.DaemonFlags[name]; ok {
+				fl = append(fl, "--"+name+" "+v)
+			}
+		}
+		fmt.Fprintf(bw, "Daemons (from their command lines): %s\n\n", strings.Join(fl, ", "))
+	}
 	fmt.Fprintf(bw, "Run: %s mode, %s, took %s; load average %.2f at the start, %.2f at the end.\n\n",
 		r.Mode, r.Started.UTC().Format(time.DateTime+" UTC"),
 		time.Duration(r.DurationS*float64(time.Second)).Round(time.Second), r.LoadStart, r.LoadEnd)

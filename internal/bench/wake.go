@@ -12,7 +12,9 @@ import (
 // and to a parked one ("zero": processes stopped, image, container and
 // network kept), against a request to a warm one in the same run.
 type WakeResult struct {
-	Wakes         int     `json:"wakes"`
+	Wakes int `json:"wakes"`
+	// ZeroDurationS is the paused function's zero-duration label as
+	// describe reports it.
 	ZeroDurationS float64 `json:"zero_duration_s"`
 	Paused        Dist    `json:"ttfb_paused"`
 	Zero          Dist    `json:"ttfb_zero"`
@@ -54,7 +56,15 @@ func (b *bench) runWake(ctx context.Context, rep *Report) error {
 			return err
 		}
 	}
-	res := &WakeResult{Wakes: b.sz.wakes, ZeroDurationS: zeroDuration.Seconds()}
+	zd, err := d.label(ctx, "paused", function.LabelScaleZeroDuration)
+	if err != nil {
+		return err
+	}
+	zdur, err := time.ParseDuration(zd)
+	if err != nil {
+		return fmt.Errorf("paused: %s=%q: %w", function.LabelScaleZeroDuration, zd, err)
+	}
+	res := &WakeResult{Wakes: b.sz.wakes, ZeroDurationS: zdur.Seconds()}
 	rep.Wake = res
 	c := newClient(4)
 	var paused, zero, warm, idle, park []time.Duration

@@ -149,6 +149,7 @@ func (c *Containerd) start(ctx context.Context) error {
 	defer logf.Close() // the child has its own copy
 
 	cmd := exec.Command(ContainerdBinary, "--config", c.config)
+	cmd.Env = ProcessEnv() // see there; the shims and runc inherit it
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if c.out != nil {
 		w := io.MultiWriter(logf, c.out)

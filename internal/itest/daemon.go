@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -90,10 +91,51 @@ func (d *Daemon) Args() []string {
 	}, d.Extra...)
 }
 
-// Start starts the process without waiting for it to serve. It may be
-// called again after the process ended (a restart).
+// Flag is the value of a daemon flag on the command line the process was
+// last started with (before Start: the one it would get), the last one
+// given winning as it does for the daemon; ok is false when the flag is
+// not on it.
+func (d *Daemon) Flag(name string) (value string, ok bool) {
+	args := d.Args()
+	if d.cmd != nil {
+		args = d.cmd.Args[1:]
+	}
+	return FlagValue(args, name)
+}
+
+// FlagValue finds --name VALUE or --name=VALUE in args, the last one
+// winning.
+func FlagValue(args []string, name string) (value string, ok bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--"+name && i+1 < len(args):
+			value, ok = args[i+1], true
+			i++
+		case strings.HasPrefix(a, "--"+name+"="):
+			value, ok = strings.TrimPrefix(a, "--"+name+"="), true
+		}
+	}
+	return value, ok
+}
+
+// ProcessEnv is the environment of every process the harness starts:
+// ember daemons and the CLI, containerd (and through it the shims and
+// runc), faas-cli. It is PATH, which they search for runc, the shim,
+// iptables and the CNI plugins, then extra, and nothing else of the
+// caller's: EMBER_* would set daemon and CLI flags behind the test's
+// back, *_PROXY would send pulls elsewhere, OPENFAAS_* would point
+// faas-cli at another gateway, GODEBUG, GOMAXPROCS and GOGC would change
+// the daemon under the numbers the benchmarks print.
+func ProcessEnv(extra ...string) []string {
+	return append([]string{"PATH=" + os.Getenv("PATH")}, extra...)
+}
+
+// Start starts the process without waiting for it to serve, in
+// ProcessEnv. It may be called again after the process ended (a restart).
 func (d *Daemon) Start() error {
 	cmd := exec.Command(d.Bin, d.Args()...)
+	cmd.Env = ProcessEnv()
 	cmd.Stdout, cmd.Stderr = d.Output, d.Output
 	cmd.SysProcAttr = d.SysProcAttr
 	if err := cmd.Start(); err != nil {

@@ -14,7 +14,7 @@ import (
 // naming every one that is missing.
 func RequireHost(t testing.TB) {
 	t.Helper()
-	if missing := missingHostRequirements(); len(missing) > 0 {
+	if missing := MissingHostRequirements(); len(missing) > 0 {
 		msg := "integration test needs: " + strings.Join(missing, "; ")
 		if mustRunIntegration() {
 			t.Fatal(msg)
@@ -27,7 +27,9 @@ func mustRunIntegration() bool {
 	return os.Getenv("CI") == "true" || os.Getenv("EMBER_REQUIRE_INTEGRATION") == "1"
 }
 
-func missingHostRequirements() []string {
+// MissingHostRequirements lists what RequireHost wants and the host lacks;
+// the benchmarks need the same.
+func MissingHostRequirements() []string {
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")
