@@ -36,8 +36,8 @@ var rules = map[string]rule{
 		imports: []string{"internal/imagebuild", "network"},
 		why:     "the integration harness: private containerd, registry, daemons; network for tearing down what a daemon left",
 	},
-	"internal/installtest":     {testImports: []string{"api", "internal/itest"}, why: "runs install.sh as a user would"},
-	"internal/bench":           {imports: []string{"api", "client", "function", "internal/itest"}, why: "benchmarks drive real daemons through the client, like users"},
+	"internal/installtest":     {testImports: []string{"api/wire", "internal/itest"}, why: "runs install.sh as a user would"},
+	"internal/bench":           {imports: []string{"api/wire", "client", "function", "internal/itest"}, why: "benchmarks drive real daemons through the client, like users"},
 	"internal/bench/cmd/bench": {imports: []string{"internal/bench"}, why: "make bench's command"},
 }
 
@@ -59,11 +59,8 @@ var foreignRules = []foreignRule{
 		"CNI is network's business"},
 	{"go.etcd.io/bbolt", []string{"store", "cmd/ember"},
 		"the database file is store's business"},
-	// internal/bench and internal/installtest link the two below only
-	// through api's aliases of wire types: drop them here once they import
-	// api/wire instead.
-	{"github.com/julienschmidt/httprouter", []string{"api", "cmd/ember", "internal/installtest", "internal/bench", "internal/bench/cmd/bench"},
+	{"github.com/julienschmidt/httprouter", []string{"api", "cmd/ember"},
 		"routing is the api's business; clients speak api/wire, so a program that talks to ember links no router"},
-	{"github.com/prometheus/client_golang", []string{"api", "scale", "proxy", "runtime", "cmd/ember", "internal/installtest", "internal/bench", "internal/bench/cmd/bench"},
+	{"github.com/prometheus/client_golang", []string{"api", "scale", "proxy", "runtime", "cmd/ember"},
 		"metrics belong to the daemon's packages, on an injected Registerer; client and stack link none"},
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -75,7 +75,7 @@ func (b *bench) runAutoscale(ctx context.Context, rep *Report) error {
 		var decided time.Duration
 		path := []int{1}
 		_, werr := d.waitFor(ctx, "auto", time.Minute, 20*time.Millisecond, fmt.Sprintf("at %d ready replicas", res.Want),
-			func(f api.FunctionStatus) bool {
+			func(f wire.FunctionStatus) bool {
 				res.MostDesired = max(res.MostDesired, int(f.Replicas))
 				if n := int(f.Replicas); n != path[len(path)-1] {
 					path = append(path, n)

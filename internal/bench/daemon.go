@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/client"
 	"github.com/emberfaas/ember/function"
 	"github.com/emberfaas/ember/internal/itest"
@@ -182,7 +182,7 @@ func (d *daemon) fnURL(name, path string) string { return d.url("/function/" + n
 // deploy deploys image as name and waits until a replica is ready, as
 // `ember deploy` does.
 func (d *daemon) deploy(ctx context.Context, name, image string, labels map[string]string) error {
-	dep := api.FunctionDeployment{Service: name, Image: image}
+	dep := wire.FunctionDeployment{Service: name, Image: image}
 	if labels != nil {
 		dep.Labels = &labels
 	}
@@ -206,10 +206,10 @@ func (d *daemon) label(ctx context.Context, name, key string) (string, error) {
 }
 
 // waitFor polls describe every poll until cond holds.
-func (d *daemon) waitFor(ctx context.Context, name string, timeout, poll time.Duration, what string, cond func(api.FunctionStatus) bool) (api.FunctionStatus, error) {
+func (d *daemon) waitFor(ctx context.Context, name string, timeout, poll time.Duration, what string, cond func(wire.FunctionStatus) bool) (wire.FunctionStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var last api.FunctionStatus
+	var last wire.FunctionStatus
 	var lastErr error
 	for {
 		f, err := d.api.Describe(ctx, name)
@@ -230,7 +230,7 @@ func (d *daemon) waitFor(ctx context.Context, name string, timeout, poll time.Du
 }
 
 // summary describes a function's replicas for an error message.
-func summary(f api.FunctionStatus) string {
+func summary(f wire.FunctionStatus) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "desired %d, replicas [", f.Replicas)
 	for i, r := range f.Instances {
@@ -246,7 +246,7 @@ func summary(f api.FunctionStatus) string {
 	return b.String()
 }
 
-func countState(f api.FunctionStatus, st function.State) int {
+func countState(f wire.FunctionStatus, st function.State) int {
 	n := 0
 	for _, r := range f.Instances {
 		if r.State == st {
@@ -258,8 +258,8 @@ func countState(f api.FunctionStatus, st function.State) int {
 
 // onlyState is a waitFor condition: exactly n replicas, all in state st
 // and with no message (for "zero": parking has finished).
-func onlyState(n int, st function.State) func(api.FunctionStatus) bool {
-	return func(f api.FunctionStatus) bool {
+func onlyState(n int, st function.State) func(wire.FunctionStatus) bool {
+	return func(f wire.FunctionStatus) bool {
 		if len(f.Instances) != n {
 			return false
 		}

@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emberfaas/ember/api"
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/internal/itest"
 )
 
@@ -208,7 +208,7 @@ func checkInstalled(t *testing.T) {
 		t.Errorf("socket mode %v, want 0660", fi.Mode().Perm())
 	}
 
-	var st api.SystemStatus
+	var st wire.SystemStatus
 	if err := json.Unmarshal(emberCLI(t, "status", "-o", "json"), &st); err != nil {
 		t.Fatalf("ember status -o json: %v", err)
 	}
@@ -279,7 +279,7 @@ func emberCLI(t *testing.T, args ...string) []byte {
 
 func replicaIDs(t *testing.T) []string {
 	t.Helper()
-	var fs api.FunctionStatus
+	var fs wire.FunctionStatus
 	if err := json.Unmarshal(emberCLI(t, "describe", example, "-o", "json"), &fs); err != nil {
 		t.Fatal(err)
 	}
