@@ -153,12 +153,14 @@ func TestServerCutsSlowClients(t *testing.T) {
 					http.Error(w, "body: "+err.Error(), http.StatusRequestTimeout)
 				}
 			}), limits)
+			// Before the dial: the server's clock starts when it accepts,
+			// which can be before this goroutine runs again after Dial.
+			start := time.Now()
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			start := time.Now()
 			tc.start(t, c)
 			waitClosed(t, c, 10*time.Second)
 			if took := time.Since(start); took < timeout {
