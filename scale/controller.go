@@ -17,38 +17,6 @@ import (
 	"github.com/emberfaas/ember/function"
 )
 
-// Runtime is what the controller needs of the container runtime.
-type Runtime interface {
-	EnsureImage(ctx context.Context, ref string) (string, error)
-	Create(ctx context.Context, spec function.Spec, id string) (function.Instance, error)
-	Restart(ctx context.Context, id string) (pid uint32, err error)
-	Park(ctx context.Context, id string, grace time.Duration) error
-	Unpark(ctx context.Context, id string) (pid uint32, err error)
-	Freeze(ctx context.Context, cgroup string) error
-	Thaw(cgroup string) error
-	Wait(ctx context.Context, id string) (<-chan function.Exit, error)
-	Remove(ctx context.Context, fn, id string, grace time.Duration) error
-	Replicas(ctx context.Context) ([]function.Instance, error)
-	Sweep(ctx context.Context, keep func(id string) bool) error
-	LockVisible(pid uint32) (bool, error)
-	ProbeLock(ctx context.Context, id string) (bool, error)
-	LogTail(fn, id string, n int) []string
-	Usage(cgroups []string) function.Usage
-}
-
-// Secrets tells which secrets exist.
-type Secrets interface {
-	Exists(name string) bool
-}
-
-// Store is the durable desired state.
-type Store interface {
-	PutFunction(function.Spec) error
-	Function(name string) (function.Spec, error)
-	Functions() ([]function.Spec, error)
-	DeleteFunction(name string) error
-}
-
 // Config tunes the controller. Zero values take the documented defaults.
 type Config struct {
 	// HealthInterval is how often ready replicas' lock files are checked
@@ -165,7 +133,14 @@ func (c *Config) setDefaults() {
 // Controller converges functions' replica sets on their specs.
 type Controller struct {
 	cfg     Config
-	rt      Runtime
+	images  Images
+	reps    Replicas
+	tasks   Tasks
+	freezer Freezer
+	prober  Prober
+	logs    Logs
+	usage   Usage
+	sweeper Sweeper
 	st      Store
 	log     *slog.Logger
 	metrics *metrics
@@ -190,12 +165,14 @@ type Controller struct {
 
 // New returns a controller; call Recover, then Run. Metrics are
 // registered on reg (nil: not registered).
-func New(cfg Config, rt Runtime, st Store, log *slog.Logger, reg prometheus.Registerer) *Controller {
+func New(cfg Config, d Deps, log *slog.Logger, reg prometheus.Registerer) *Controller {
+	d.check()
 	cfg.setDefaults()
-	c := &Controller{cfg: cfg, rt: rt, st: st, log: log, metrics: newMetrics(reg), autoKick: make(chan struct{}, 1), probeWake: make(chan struct{}, 1),
-		creates: make(chan struct{}, cfg.MaxCreates)}
+	c := &Controller{cfg: cfg, images: d.Images, reps: d.Replicas, tasks: d.Tasks, freezer: d.Freezer, prober: d.Prober,
+		logs: d.Logs, usage: d.Usage, sweeper: d.Sweeper, st: d.Store, log: log, metrics: newMetrics(reg),
+		autoKick: make(chan struct{}, 1), probeWake: make(chan struct{}, 1), creates: make(chan struct{}, cfg.MaxCreates)}
 	c.fns.Store(&map[string]*fn{})
-	c.janitor = newJanitor(func(ctx context.Context) error { return c.rt.Sweep(ctx, c.live) },
+	c.janitor = newJanitor(func(ctx context.Context) error { return c.sweeper.Sweep(ctx, c.live) },
 		cfg.CleanupBackoffMin, cfg.CleanupBackoffMax, log, reg)
 	if reg != nil {
 		reg.MustRegister(newServiceCount(c))
@@ -212,7 +189,7 @@ func (c *Controller) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
-	insts, err := c.rt.Replicas(ctx)
+	insts, err := c.reps.Replicas(ctx)
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
@@ -307,7 +284,7 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 			}
 		}
 	}
-	if _, err := c.rt.EnsureImage(ctx, spec.Image); err != nil {
+	if _, err := c.images.EnsureImage(ctx, spec.Image); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -538,7 +515,7 @@ func (c *Controller) Usage(name string) (function.Usage, error) {
 		cgs = append(cgs, r.cgroup)
 	}
 	f.mu.Unlock()
-	return c.rt.Usage(cgs), nil
+	return c.usage.Usage(cgs), nil
 }
 
 // WaitReady blocks until a replica running the function's current spec is

@@ -47,7 +47,7 @@ func newEnv(t *testing.T, cfg scale.Config, specs ...function.Spec) *env {
 	})
 	st := newFakeStore(specs...)
 	cfg.MemoryLow = func() bool { return false } // not the host's
-	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt, st, log, nil)}
+	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt.deps(st), log, nil)}
 }
 
 // start recovers and runs the controller until the test ends.

@@ -278,7 +278,7 @@ func (f *fn) settleAdopted() {
 		f.phase = phaseActive
 		for _, r := range f.replicas {
 			if r.state == function.StatePaused {
-				if err := f.c.rt.Thaw(r.cgroup); err != nil {
+				if err := f.c.freezer.Thaw(r.cgroup); err != nil {
 					f.c.log.Error("thaw adopted replica", "fn", f.name, "replica", r.id, "err", err)
 				}
 				r.state = function.StateStarting
@@ -534,7 +534,7 @@ func (f *fn) remove(ctx context.Context, r *replica) {
 	// Removal should finish even if the daemon is stopping; what it
 	// cannot free in time is the janitor's, or the next start's.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
-	err := f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
+	err := f.c.reps.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
 	cancel()
 	if err != nil {
 		f.c.janitor.failed()
