@@ -55,7 +55,7 @@ func (f *fn) adopt(in function.Instance) {
 		// current, not outdated.
 		hash = f.spec.Hash()
 	}
-	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP),
+	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP), idle: make(chan struct{}, 1),
 		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true}
 	if in.Hash == f.spec.Hash() {
 		r.ready = readyFor(f.spec)

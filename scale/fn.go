@@ -87,6 +87,9 @@ type replica struct {
 	// closed is set before a replica leaves service (drain, pause): a
 	// request that counted itself in and then sees it backs off.
 	closed atomic.Bool
+	// idle gets a token when the in-flight count of a closed replica
+	// reaches zero, for the drain waiting on it (see drained).
+	idle chan struct{}
 	// suspect is set by Refused until the loop has taken it out of
 	// rotation, so a burst of refusals sends the loop one event.
 	suspect atomic.Bool

@@ -26,7 +26,7 @@ var errDrained = errors.New("drained before creation")
 func (f *fn) create(ctx context.Context) {
 	spec := f.spec.Clone()
 	id := newReplicaID(f.name)
-	r := &replica{f: f, id: id, hash: spec.Hash(), state: function.StateStarting, started: time.Now(),
+	r := &replica{f: f, id: id, hash: spec.Hash(), idle: make(chan struct{}, 1), state: function.StateStarting, started: time.Now(),
 		message: "waiting for a creation slot", ready: readyFor(spec), proves: f.createBackoff > 0}
 	f.replicas[id] = r
 	f.creating++

@@ -112,11 +112,10 @@ func (f *fn) goToZero(ctx context.Context) {
 	}
 	id := keep.id
 	go func() {
-		// Park waits for in-flight requests no more than a drain does.
-		deadline := time.Now().Add(f.c.cfg.DrainTimeout)
-		for keep.inflight.Load() > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		// Park waits for in-flight requests no more than a drain does. A
+		// stopping daemon ends the wait, not the park: its servers have
+		// finished their requests before the controller's context ends.
+		_ = keep.drained(ctx, f.c.cfg.DrainTimeout)
 		err := f.c.tasks.Park(context.WithoutCancel(ctx), id, f.c.cfg.StopTimeout)
 		f.send(ctx, func() {
 			f.mu.Lock()
