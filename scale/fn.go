@@ -61,6 +61,9 @@ type fn struct {
 	phase    phase
 	pausedAt time.Time
 	wakeAt   time.Time // when the current wake-up was asked for
+	// changed is closed at the loop's next turn, for WaitReady; nil while
+	// nobody waits. See changes.
+	changed chan struct{}
 
 	// Creation is backed off per function, not per replica: after a
 	// failure every missing replica waits, and one create at a time tries
@@ -253,6 +256,7 @@ func (f *fn) run(ctx context.Context) {
 	f.mu.Unlock()
 	for {
 		next := f.reconcile(ctx)
+		f.turned()
 		if f.finished() {
 			f.c.dropped(f)
 			close(f.done)
@@ -300,6 +304,31 @@ func (f *fn) run(ctx context.Context) {
 			f.checkReady(ctx)
 		case <-retryC:
 		}
+	}
+}
+
+// changes returns a channel closed once the loop has made its next turn
+// after the call. A function's observed state changes on its loop only,
+// or (a new spec, a removal) just before a poke makes it turn, so whoever
+// waits for a state looks at it after calling changes and waits on the
+// channel for the next look.
+func (f *fn) changes() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	return f.changed
+}
+
+// turned wakes those waiting on changes. Called by the loop after each
+// event and the reconcile that follows it.
+func (f *fn) turned() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/emberfaas/ember/function"
 )
@@ -68,13 +67,12 @@ func (c *Controller) Usage(name string) (function.Usage, error) {
 // ready, and otherwise explains why not: the image, the process's exit code
 // and last output, or the missing lock file.
 func (c *Controller) WaitReady(ctx context.Context, name string) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
 	for {
 		f := c.lookup(name)
 		if f == nil {
 			return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 		}
+		changed := f.changes() // before looking: a change after it closes it
 		ok, hopeless, why := f.currentReady()
 		if ok {
 			return nil
@@ -88,7 +86,7 @@ func (c *Controller) WaitReady(ctx context.Context, name string) error {
 				why = "no replica started yet"
 			}
 			return fmt.Errorf("%s not ready: %s", name, why)
-		case <-t.C:
+		case <-changed:
 		}
 	}
 }
