@@ -100,7 +100,7 @@ func (r *Runtime) waitExit(ctx context.Context, id string, task containerd.Task)
 				return function.Exit{}, false
 			case err == nil:
 				r.regained()
-				return r.exit(id, code, at), true
+				return r.exit(ctx, id, code, at), true
 			case !unreachable(err):
 				// containerd answered, but not with an exit status:
 				// look at the task again rather than guess.
@@ -153,13 +153,16 @@ func (r *Runtime) waitOnce(ctx context.Context, task containerd.Task) (code uint
 	}
 }
 
+// oomTrail is how long the exit of a SIGKILLed process waits for the OOM
+// event that may trail it: containerd sends the event and the exit on
+// separate streams.
+const oomTrail = 100 * time.Millisecond
+
 // exit builds a real exit's report, telling an OOM kill from others.
-func (r *Runtime) exit(id string, code uint32, at time.Time) function.Exit {
+func (r *Runtime) exit(ctx context.Context, id string, code uint32, at time.Time) function.Exit {
 	oom := r.oomKilled(id)
 	if !oom && code == 137 {
-		// The OOM event may trail the exit by a moment.
-		time.Sleep(100 * time.Millisecond)
-		oom = r.oomKilled(id)
+		oom = r.awaitOOM(ctx, id, oomTrail)
 	}
 	return function.Exit{Code: code, At: at, OOMKilled: oom}
 }

@@ -108,6 +108,7 @@ type Runtime struct {
 
 	mu   sync.Mutex           // guards below
 	ooms map[string]time.Time // container ID → last OOM kill, from containerd's events
+	oomC chan struct{}        // closed at the next OOM event; nil while nobody waits
 	cpu  map[string]cpuSample // cgroup → last CPU reading, for Usage
 	conn connState            // whether containerd answers, see lost
 }
@@ -209,9 +210,7 @@ func (r *Runtime) followOOM(ctx context.Context) error {
 					continue
 				}
 				if oom, ok := v.(*apievents.TaskOOM); ok {
-					r.mu.Lock()
-					r.ooms[oom.ContainerID] = time.Now()
-					r.mu.Unlock()
+					r.recordOOM(oom.ContainerID)
 				}
 			case err := <-errC:
 				if ctx.Err() != nil {
@@ -233,12 +232,55 @@ func (r *Runtime) followOOM(ctx context.Context) error {
 	}
 }
 
+// recordOOM notes an OOM kill of container id and wakes the exits waiting
+// for one.
+func (r *Runtime) recordOOM(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ooms[id] = time.Now()
+	if r.oomC != nil {
+		close(r.oomC)
+		r.oomC = nil
+	}
+}
+
 // oomKilled reports whether the container was OOM-killed in the last
 // minute, and forgets it.
 func (r *Runtime) oomKilled(id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.takeOOMLocked(id)
+}
+
+func (r *Runtime) takeOOMLocked(id string) bool {
 	t, ok := r.ooms[id]
 	delete(r.ooms, id)
 	return ok && time.Since(t) < time.Minute
+}
+
+// awaitOOM waits at most d for an OOM event of container id, and reports
+// whether one came. It returns false at once when ctx ends.
+func (r *Runtime) awaitOOM(ctx context.Context, id string, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		r.mu.Lock()
+		if _, ok := r.ooms[id]; ok {
+			oom := r.takeOOMLocked(id)
+			r.mu.Unlock()
+			return oom
+		}
+		if r.oomC == nil {
+			r.oomC = make(chan struct{})
+		}
+		ev := r.oomC
+		r.mu.Unlock()
+		select {
+		case <-ev: // some container's: look again
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }

@@ -14,10 +14,13 @@ var randRead = rand.Read
 // Addr is the replica's host:port.
 func (r *replica) Addr() string { return r.addr }
 
-// Release returns a replica lent by Acquire.
+// Release returns a replica lent by Acquire. Only the last request out of
+// a closed replica does more than count: it tells the drain waiting for it.
 func (r *replica) Release() {
-	r.inflight.Add(-1)
 	r.f.inflight.Add(-1)
+	if r.inflight.Add(-1) == 0 && r.closed.Load() {
+		r.idled()
+	}
 }
 
 // Timeout is the function's UpstreamTimeout.
@@ -96,7 +99,9 @@ func (c *Controller) Acquire(ctx context.Context, name string) (function.Lease, 
 					f.inflight.Add(1)
 					return r, nil
 				}
-				r.inflight.Add(-1)
+				if r.inflight.Add(-1) == 0 {
+					r.idled() // its drain may have seen us counted in
+				}
 			}
 		}
 		// None ready, or all of them just closed: wait for the next

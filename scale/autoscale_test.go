@@ -58,7 +58,7 @@ func newAutoEnv(t *testing.T, cfg scale.Config) (*env, *fakeMemory) {
 		}
 	})
 	st := newFakeStore()
-	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt, st, log, nil)}, mem
+	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt.deps(st), log, nil)}, mem
 }
 
 // labelled is spec("echo", "echo:1") with labels given as key, value pairs.

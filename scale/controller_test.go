@@ -47,7 +47,7 @@ func newEnv(t *testing.T, cfg scale.Config, specs ...function.Spec) *env {
 	})
 	st := newFakeStore(specs...)
 	cfg.MemoryLow = func() bool { return false } // not the host's
-	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt, st, log, nil)}
+	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt.deps(st), log, nil)}
 }
 
 // start recovers and runs the controller until the test ends.
@@ -732,65 +732,6 @@ func TestRollingUpdateBrokenVersionKeepsOld(t *testing.T) {
 			t.Errorf("removed %v while the new version crash-loops", got)
 		}
 	})
-}
-
-func TestDrain(t *testing.T) {
-	const drainTimeout = 30 * time.Second
-	for _, tc := range []struct {
-		name    string
-		release bool
-	}{
-		{"released", true},
-		{"drain timeout", false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				e := newEnv(t, scale.Config{DrainTimeout: drainTimeout})
-				e.start()
-				e.deploy(spec("echo", "echo:1"))
-				synctest.Wait()
-				id := e.readyIDs("echo")[0]
-				lease, err := e.c.Acquire(t.Context(), "echo")
-				if err != nil {
-					t.Fatal(err)
-				}
-
-				start := time.Now()
-				removed := make(chan error, 1)
-				go func() { removed <- e.c.Remove(t.Context(), "echo") }()
-				time.Sleep(10 * time.Second)
-				synctest.Wait()
-				if got := e.rt.removedIDs(); len(got) != 0 {
-					t.Fatalf("removed %v with a lease still out", got)
-				}
-				select {
-				case err := <-removed:
-					t.Fatalf("Remove returned (%v) with a lease still out", err)
-				default:
-				}
-
-				if tc.release {
-					lease.Release()
-				}
-				if err := <-removed; err != nil {
-					t.Errorf("Remove: %v", err)
-				}
-				took := time.Since(start)
-				if got := e.rt.removedIDs(); !slices.Equal(got, []string{id}) {
-					t.Errorf("removed %v, want [%s]", got, id)
-				}
-				switch {
-				case tc.release && took >= drainTimeout:
-					t.Errorf("Remove took %s after Release, want well under DrainTimeout %s", took, drainTimeout)
-				case !tc.release && (took < drainTimeout || took > drainTimeout+time.Second):
-					t.Errorf("Remove took %s without Release, want about DrainTimeout %s", took, drainTimeout)
-				}
-				if !tc.release {
-					lease.Release() // late; must not panic or resurrect anything
-				}
-			})
-		})
-	}
 }
 
 func TestRecover(t *testing.T) {

@@ -18,14 +18,22 @@ import (
 )
 
 var (
-	_ scale.Runtime = (*fakeRuntime)(nil)
-	_ scale.Store   = (*fakeStore)(nil)
+	_ scale.Images   = (*fakeRuntime)(nil)
+	_ scale.Replicas = (*fakeRuntime)(nil)
+	_ scale.Tasks    = (*fakeRuntime)(nil)
+	_ scale.Freezer  = (*fakeRuntime)(nil)
+	_ scale.Prober   = (*fakeRuntime)(nil)
+	_ scale.Logs     = (*fakeRuntime)(nil)
+	_ scale.Usage    = (*fakeRuntime)(nil)
+	_ scale.Sweeper  = (*fakeRuntime)(nil)
+	_ scale.Store    = (*fakeStore)(nil)
 )
 
-// fakeRuntime is an in-memory container runtime: replicas are map entries,
-// processes are pids, exits are fired by the test. It starts no goroutines
-// of its own except through context.AfterFunc on contexts the controller
-// cancels, so it is safe inside a synctest bubble (build it there).
+// fakeRuntime is an in-memory container runtime playing every runtime role
+// of scale.Deps: replicas are map entries, processes are pids, exits are
+// fired by the test. It starts no goroutines of its own except through
+// context.AfterFunc on contexts the controller cancels, so it is safe
+// inside a synctest bubble (build it there).
 type fakeRuntime struct {
 	mu        sync.Mutex // guards below
 	reps      map[string]*fakeReplica
@@ -92,6 +100,11 @@ type createRec struct {
 type restartRec struct {
 	ID string
 	At time.Time
+}
+
+// deps is the controller's dependencies: rt in every runtime role, and st.
+func (rt *fakeRuntime) deps(st scale.Store) scale.Deps {
+	return scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st}
 }
 
 func newFakeRuntime() *fakeRuntime {

@@ -61,6 +61,9 @@ type fn struct {
 	phase    phase
 	pausedAt time.Time
 	wakeAt   time.Time // when the current wake-up was asked for
+	// changed is closed at the loop's next turn, for WaitReady; nil while
+	// nobody waits. See changes.
+	changed chan struct{}
 
 	// Creation is backed off per function, not per replica: after a
 	// failure every missing replica waits, and one create at a time tries
@@ -87,6 +90,9 @@ type replica struct {
 	// closed is set before a replica leaves service (drain, pause): a
 	// request that counted itself in and then sees it backs off.
 	closed atomic.Bool
+	// idle gets a token when the in-flight count of a closed replica
+	// reaches zero, for the drain waiting on it (see drained).
+	idle chan struct{}
 	// suspect is set by Refused until the loop has taken it out of
 	// rotation, so a burst of refusals sends the loop one event.
 	suspect atomic.Bool
@@ -224,76 +230,6 @@ func (f *fn) isRemoving() bool {
 	return f.removing
 }
 
-// adopt takes over a replica found after a restart: a running one starts
-// in "starting" and is back in rotation once its readiness is confirmed; a
-// paused one stays paused, a parked one stays parked.
-func (f *fn) adopt(in function.Instance) {
-	hash := in.Hash
-	if f.spec.SameContainer(hash) {
-		// Possibly an older ember's hash of the same spec: the replica is
-		// current, not outdated.
-		hash = f.spec.Hash()
-	}
-	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP),
-		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true}
-	if in.Hash == f.spec.Hash() {
-		r.ready = readyFor(f.spec)
-	}
-	switch in.Status {
-	case function.TaskPaused:
-		r.state = function.StatePaused
-		r.closed.Store(true)
-	case function.TaskCreated:
-		r.state = function.StateZero
-		r.closed.Store(true)
-	}
-	f.replicas[in.ID] = r
-}
-
-// settleAdopted sets the phase from the adopted replicas: running ones make
-// the function active (paused ones are thawed to join them; created,
-// unstarted ones are started by reconcile), else it is paused, else
-// parked. The replica count keeps what the autoscaler had reached, as far
-// as current replicas show it, within the function's bounds: replicas
-// beyond it, such as both halves of an interrupted rolling update, are
-// removed by reconcile.
-func (f *fn) settleAdopted() {
-	var running, current, paused, parked int
-	hash := f.spec.Hash()
-	for _, r := range f.replicas {
-		switch r.state {
-		case function.StateStarting:
-			running++
-			if r.hash == hash {
-				current++
-			}
-		case function.StatePaused:
-			paused++
-		case function.StateZero:
-			parked++
-		}
-	}
-	switch {
-	case running > 0 || (paused == 0 && parked == 0):
-		f.phase = phaseActive
-		for _, r := range f.replicas {
-			if r.state == function.StatePaused {
-				if err := f.c.rt.Thaw(r.cgroup); err != nil {
-					f.c.log.Error("thaw adopted replica", "fn", f.name, "replica", r.id, "err", err)
-				}
-				r.state = function.StateStarting
-				r.closed.Store(false)
-			}
-		}
-	case paused > 0:
-		f.phase = phasePaused
-		f.pausedAt = time.Now()
-	default:
-		f.phase = phaseZero
-	}
-	f.desired = min(max(f.desired, current, f.spec.MinReplicas()), max(f.spec.MaxReplicas(), f.spec.MinReplicas()))
-}
-
 func (f *fn) addrOf(ip netip.Addr) string {
 	return net.JoinHostPort(ip.String(), strconv.Itoa(f.c.cfg.Port))
 }
@@ -320,6 +256,7 @@ func (f *fn) run(ctx context.Context) {
 	f.mu.Unlock()
 	for {
 		next := f.reconcile(ctx)
+		f.turned()
 		if f.finished() {
 			f.c.dropped(f)
 			close(f.done)
@@ -370,6 +307,31 @@ func (f *fn) run(ctx context.Context) {
 	}
 }
 
+// changes returns a channel closed once the loop has made its next turn
+// after the call. A function's observed state changes on its loop only,
+// or (a new spec, a removal) just before a poke makes it turn, so whoever
+// waits for a state looks at it after calling changes and waits on the
+// channel for the next look.
+func (f *fn) changes() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	return f.changed
+}
+
+// turned wakes those waiting on changes. Called by the loop after each
+// event and the reconcile that follows it.
+func (f *fn) turned() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
+	}
+}
+
 func (f *fn) finished() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -385,172 +347,6 @@ func (f *fn) needsHealth() bool {
 		}
 	}
 	return false
-}
-
-// reconcile moves the replica set one step towards the desired state and
-// returns when it next needs to run for a timed action (a restart after
-// backoff).
-func (f *fn) reconcile(ctx context.Context) (next time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.phase != phaseActive && !f.removing {
-		return time.Time{}
-	}
-	hash := f.spec.Hash()
-	desired := f.desired
-	if f.removing {
-		desired = 0
-	}
-	for _, r := range f.replicas {
-		if r.state == function.StateZero && r.message == "" && r.hash == hash && !f.removing {
-			// A created, unstarted task in an active function: left by a
-			// daemon killed between creating a task and starting it. It
-			// counts toward desired, so start it; an outdated one is
-			// removed below.
-			r.state = function.StateStarting
-			r.started = time.Now()
-			f.unpark(ctx, r)
-		}
-	}
-	var cur, old []*replica
-	curReady := 0
-	for _, r := range f.replicas {
-		if r.state == function.StateStopping {
-			continue
-		}
-		if r.hash == hash && !r.replace {
-			cur = append(cur, r)
-			if r.state == function.StateReady {
-				curReady++
-			}
-		} else {
-			old = append(old, r)
-		}
-	}
-	// Start what is missing, all together on the function's creation
-	// backoff and within its share of creation slots.
-	now := time.Now()
-	if missing := desired - len(cur); missing > 0 {
-		if now.Before(f.createAt) {
-			next = f.createAt
-		} else {
-			for range min(missing, f.createLimit()-f.creating) {
-				f.create(ctx)
-			}
-		}
-	}
-	// Remove current replicas beyond desired: not-ready ones first, then
-	// the newest.
-	if extra := len(cur) - desired; extra > 0 {
-		slices.SortFunc(cur, byRemoval)
-		for _, r := range cur[:extra] {
-			f.drain(ctx, r)
-		}
-	}
-	// Outdated or replaced replicas keep serving until enough current ones
-	// are ready to carry the load: no request fails during an update.
-	// An adopted one counts as serving until its readiness is confirmed
-	// again (a stat and a dial) or denied: draining it first would leave
-	// an update interrupted by a daemon restart with nothing to serve.
-	keepOld := max(0, desired-curReady)
-	slices.SortFunc(old, byRemoval)
-	for i, r := range old {
-		serving := r.state == function.StateReady || r.state == function.StateUnhealthy ||
-			(r.adopted && r.state == function.StateStarting)
-		if i >= len(old)-keepOld && serving {
-			continue
-		}
-		f.drain(ctx, r)
-	}
-	// Restarts due.
-	for _, r := range f.replicas {
-		if r.state != function.StateExited || r.restartAt.IsZero() {
-			continue
-		}
-		if !now.Before(r.restartAt) {
-			r.restartAt = time.Time{}
-			f.restart(ctx, r)
-		} else if next.IsZero() || r.restartAt.Before(next) {
-			next = r.restartAt
-		}
-	}
-	return next
-}
-
-// byRemoval orders replicas so the least useful go first and, of equal
-// use, the newest: the longest running have proved themselves.
-func byRemoval(a, b *replica) int {
-	if d := rankForRemoval(a) - rankForRemoval(b); d != 0 {
-		return d
-	}
-	return b.started.Compare(a.started)
-}
-
-// rankForRemoval orders replicas so the least useful go first.
-func rankForRemoval(r *replica) int {
-	switch r.state {
-	case function.StateExited:
-		return 0
-	case function.StateUnhealthy:
-		return 1
-	case function.StateZero, function.StatePaused:
-		return 2
-	case function.StateStarting:
-		return 3
-	default:
-		return 4
-	}
-}
-
-// drain takes r out of rotation and removes it once its in-flight requests
-// are done (or DrainTimeout passes). Called with f.mu held, on the loop.
-func (f *fn) drain(ctx context.Context, r *replica) {
-	wasReady := r.state == function.StateReady
-	r.state = function.StateStopping
-	r.closed.Store(true)
-	if r.cancel != nil {
-		r.cancel()
-		r.cancel = nil
-	}
-	if wasReady {
-		f.publish()
-	}
-	if r.addr == "" {
-		// Still being created; the creation event removes it.
-		return
-	}
-	go f.remove(ctx, r)
-}
-
-func (f *fn) remove(ctx context.Context, r *replica) {
-	deadline := time.Now().Add(f.c.cfg.DrainTimeout)
-	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	// Removal should finish even if the daemon is stopping; what it
-	// cannot free in time is the janitor's, or the next start's.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.c.cfg.StopTimeout+30*time.Second)
-	err := f.c.rt.Remove(rctx, f.name, r.id, f.c.cfg.StopTimeout)
-	cancel()
-	if err != nil {
-		f.c.janitor.failed()
-		f.c.log.Warn("remove replica failed, the janitor retries", "fn", f.name, "replica", r.id, "err", err)
-	} else {
-		f.c.log.Info("replica removed", "fn", f.name, "replica", r.id)
-	}
-	f.send(ctx, func() {
-		f.mu.Lock()
-		delete(f.replicas, r.id)
-		f.mu.Unlock()
-		if err != nil {
-			// Only now is it no longer live: a sweep frees what is left.
-			f.c.janitor.kick()
-		}
-	})
 }
 
 // publish rebuilds the proxy's snapshot of ready replicas. Called with
@@ -570,89 +366,6 @@ func (f *fn) publish() {
 	close(*f.readyC.Swap(&ch))
 	f.c.metrics.setReplicas(f)
 }
-
-// status reports the function's observed state.
-func (f *fn) status() function.Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st := function.Status{Desired: f.desired, Invoked: f.invocations.Load(), Phase: f.phase.String()}
-	if f.createErr != "" {
-		st.LastError = "create failed: " + f.createErr
-	}
-	if f.phase != phaseActive {
-		st.Desired = 0
-	}
-	for _, r := range f.replicas {
-		if r.state == function.StateReady {
-			st.Ready++
-		}
-		rep := function.Replica{ID: r.id, State: r.state, Started: r.started, Restarts: r.restarts,
-			LastExit: r.lastExit, Message: r.message, Hash: r.hash}
-		if r.ip.IsValid() {
-			rep.IP = r.ip.String()
-		}
-		st.Replicas = append(st.Replicas, rep)
-	}
-	slices.SortFunc(st.Replicas, func(a, b function.Replica) int { return a.Started.Compare(b.Started) })
-	return st
-}
-
-// currentReady reports whether a replica of the current spec is ready and,
-// if not, the most telling reason. hopeless is set when waiting longer is
-// pointless: the replica keeps exiting without ever having been ready.
-//
-// Ready means every replica in rotation runs the current spec: a deploy
-// that returns while an old replica still serves would let the caller's
-// next request reach the old version.
-func (f *fn) currentReady() (ok, hopeless bool, why string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	hash := f.spec.Hash()
-	eps := *f.eps.Load()
-	ok = len(eps) > 0
-	rolling := false
-	for _, r := range eps {
-		if r.hash != hash {
-			ok, rolling = false, true
-		}
-	}
-	if ok {
-		return true, false, ""
-	}
-	if rolling {
-		// Said unless a new replica has something more telling.
-		defer func() {
-			if why == "" {
-				why = "rolling update: old replicas still serving"
-			}
-		}()
-	}
-	crashing := false
-	for _, r := range f.replicas {
-		if r.hash != hash || r.state == function.StateReady {
-			continue
-		}
-		if r.message != "" && (why == "" || r.state == function.StateExited) {
-			why = r.message
-		}
-		if r.state == function.StateExited && r.restarts >= crashLoopRestarts && r.everReady.IsZero() {
-			crashing = true
-		}
-	}
-	switch {
-	case crashing:
-		return false, true, "crash-looping: " + why
-	case f.createErr != "":
-		// Failing time after time, as a crash loop does: waiting through
-		// the backoff will not help.
-		return false, f.createFails > crashLoopRestarts, "create failed: " + f.createErr
-	}
-	return false, false, why
-}
-
-// crashLoopRestarts is how many failed restarts of a never-ready replica
-// make WaitReady give up early (after about 1s+2s of backoff).
-const crashLoopRestarts = 2
 
 func nextBackoff(cur, lo, hi time.Duration) time.Duration {
 	if cur == 0 {

@@ -23,7 +23,7 @@ func (f *fn) checkHealth() {
 		if r.state != function.StateReady && r.state != function.StateUnhealthy {
 			continue
 		}
-		ok, err := f.c.rt.LockVisible(r.pid)
+		ok, err := f.c.prober.LockVisible(r.pid)
 		if err != nil {
 			// The process is gone; the exit watcher reports it.
 			continue
@@ -121,7 +121,7 @@ func (c *Controller) probeLoop(ctx context.Context) {
 		if f == nil {
 			continue
 		}
-		ok, err := c.rt.ProbeLock(ctx, id)
+		ok, err := c.prober.ProbeLock(ctx, id)
 		f.send(ctx, func() { f.probed(id, ok, err) })
 	}
 }

@@ -26,7 +26,7 @@ var errDrained = errors.New("drained before creation")
 func (f *fn) create(ctx context.Context) {
 	spec := f.spec.Clone()
 	id := newReplicaID(f.name)
-	r := &replica{f: f, id: id, hash: spec.Hash(), state: function.StateStarting, started: time.Now(),
+	r := &replica{f: f, id: id, hash: spec.Hash(), idle: make(chan struct{}, 1), state: function.StateStarting, started: time.Now(),
 		message: "waiting for a creation slot", ready: readyFor(spec), proves: f.createBackoff > 0}
 	f.replicas[id] = r
 	f.creating++
@@ -87,7 +87,7 @@ func (f *fn) createIn(ctx context.Context, spec function.Spec, r *replica) (func
 	if drained {
 		return function.Instance{}, errDrained
 	}
-	in, err := f.c.rt.Create(ctx, spec, r.id)
+	in, err := f.c.reps.Create(ctx, spec, r.id)
 	if err != nil && ctx.Err() != nil {
 		return function.Instance{}, errDrained // the daemon is stopping
 	}
@@ -151,7 +151,7 @@ func (f *fn) watch(ctx context.Context, r *replica, probe bool) {
 	wctx, cancel := context.WithCancel(ctx)
 	r.cancel, r.wctx = cancel, wctx
 	id, pid, addr := r.id, r.pid, r.addr
-	exitC, err := f.c.rt.Wait(wctx, id)
+	exitC, err := f.c.tasks.Wait(wctx, id)
 	if err != nil {
 		f.c.log.Error("wait replica", "fn", f.name, "replica", id, "err", err)
 		r.state = function.StateExited
@@ -181,7 +181,7 @@ func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, 
 	for {
 		msg := ""
 		wait := delay
-		if ok, err := f.c.rt.LockVisible(pid); err != nil {
+		if ok, err := f.c.prober.LockVisible(pid); err != nil {
 			msg = "checking " + lockPath + ": " + err.Error()
 		} else if !ok {
 			msg = "no lock file " + lockPath + " yet"
@@ -192,7 +192,7 @@ func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, 
 		} else if !probe {
 			f.send(ctx, func() { f.becameReady(id, false) })
 			return
-		} else if ok, err := f.c.rt.ProbeLock(ctx, id); err != nil || !ok {
+		} else if ok, err := f.c.prober.ProbeLock(ctx, id); err != nil || !ok {
 			msg = fmt.Sprintf("probe found no lock (%v)", err)
 		} else {
 			f.send(ctx, func() { f.becameReady(id, true) })
@@ -260,7 +260,7 @@ func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
 	r.state = function.StateExited
 	r.closed.Store(true)
 	r.lastExit = ex.String()
-	tail := f.c.rt.LogTail(f.name, id, 10)
+	tail := f.c.logs.LogTail(f.name, id, 10)
 	r.message = "process exited: " + r.lastExit
 	if len(tail) > 0 {
 		r.message += "; last output:\n" + strings.Join(tail, "\n")
@@ -285,7 +285,7 @@ func (f *fn) restart(ctx context.Context, r *replica) {
 	f.c.metrics.restarts.WithLabelValues(f.metricName()).Inc()
 	id := r.id
 	go func() {
-		pid, err := f.c.rt.Restart(ctx, id)
+		pid, err := f.c.tasks.Restart(ctx, id)
 		f.send(ctx, func() {
 			f.mu.Lock()
 			defer f.mu.Unlock()

@@ -50,10 +50,10 @@ func (f *fn) pause(ctx context.Context) {
 	}
 	start := time.Now()
 	for i, r := range ready {
-		if err := f.c.rt.Freeze(ctx, r.cgroup); err != nil {
+		if err := f.c.freezer.Freeze(ctx, r.cgroup); err != nil {
 			f.c.log.Error("pause replica", "fn", f.name, "replica", r.id, "err", err)
 			for _, r := range ready[:i] {
-				f.c.rt.Thaw(r.cgroup)
+				f.c.freezer.Thaw(r.cgroup)
 			}
 			for _, r := range ready {
 				r.closed.Store(false)
@@ -112,12 +112,11 @@ func (f *fn) goToZero(ctx context.Context) {
 	}
 	id := keep.id
 	go func() {
-		// Park waits for in-flight requests no more than a drain does.
-		deadline := time.Now().Add(f.c.cfg.DrainTimeout)
-		for keep.inflight.Load() > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		err := f.c.rt.Park(context.WithoutCancel(ctx), id, f.c.cfg.StopTimeout)
+		// Park waits for in-flight requests no more than a drain does. A
+		// stopping daemon ends the wait, not the park: its servers have
+		// finished their requests before the controller's context ends.
+		_ = keep.drained(ctx, f.c.cfg.DrainTimeout)
+		err := f.c.tasks.Park(context.WithoutCancel(ctx), id, f.c.cfg.StopTimeout)
 		f.send(ctx, func() {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -156,7 +155,7 @@ func (f *fn) wake(ctx context.Context) {
 			if r.state != function.StatePaused {
 				continue
 			}
-			if err := f.c.rt.Thaw(r.cgroup); err != nil {
+			if err := f.c.freezer.Thaw(r.cgroup); err != nil {
 				f.c.log.Error("resume replica", "fn", f.name, "replica", r.id, "err", err)
 				f.drain(ctx, r)
 				continue
@@ -202,7 +201,7 @@ func (f *fn) unpark(ctx context.Context, r *replica) {
 	r.message = "starting"
 	id := r.id
 	go func() {
-		pid, err := f.c.rt.Unpark(ctx, id)
+		pid, err := f.c.tasks.Unpark(ctx, id)
 		f.send(ctx, func() {
 			f.mu.Lock()
 			defer f.mu.Unlock()

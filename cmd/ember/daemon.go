@@ -178,7 +178,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		DrainTimeout:   o.DrainTimeout,
 		MaxWaiting:     o.MaxWaiting,
 		Secrets:        secrets,
-	}, rt, st, log.With("component", "scale"), reg)
+	}, scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st},
+		log.With("component", "scale"), reg)
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
 	}
@@ -348,7 +349,14 @@ func (a netAdapter) Gateway() netip.Addr { return a.n.Gateway() }
 
 var (
 	_ runtime.Network = netAdapter{}
-	_ scale.Runtime   = (*runtime.Runtime)(nil)
+	_ scale.Images    = (*runtime.Runtime)(nil)
+	_ scale.Replicas  = (*runtime.Runtime)(nil)
+	_ scale.Tasks     = (*runtime.Runtime)(nil)
+	_ scale.Freezer   = (*runtime.Runtime)(nil)
+	_ scale.Prober    = (*runtime.Runtime)(nil)
+	_ scale.Logs      = (*runtime.Runtime)(nil)
+	_ scale.Usage     = (*runtime.Runtime)(nil)
+	_ scale.Sweeper   = (*runtime.Runtime)(nil)
 	_ scale.Store     = (*store.Store)(nil)
 	_ proxy.Backends  = (*scale.Controller)(nil)
 	_ api.Functions   = (*scale.Controller)(nil)

@@ -1,0 +1,206 @@
+package scale
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// Deploy validates spec, makes its image present (pulling it), stores it
+// and starts converging: a new function gets its replicas, an existing one
+// a rolling update. Nothing is changed when any step before storing fails.
+func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
+	// One form whatever the client: an unchanged redeploy, from any of
+	// them, must not roll the replicas.
+	spec = spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	if c.cfg.Secrets != nil {
+		for _, s := range spec.Secrets {
+			if !c.cfg.Secrets.Exists(s) {
+				return function.Invalidf("unable to find secret: %s", s)
+			}
+		}
+	}
+	if _, err := c.images.EnsureImage(ctx, spec.Image); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now().UTC()
+	spec.CreatedAt, spec.UpdatedAt = now, now
+	old, err := c.st.Function(spec.Name)
+	switch {
+	case err == nil:
+		spec.CreatedAt = old.CreatedAt
+		if spec.Replicas == 0 {
+			spec.Replicas = old.Replicas
+		}
+		// Bounds set with `ember scale --min/--max` outlive redeploys,
+		// as the replica count does.
+		if spec.ScaleMin == nil && spec.ScaleMax == nil {
+			spec.ScaleMin, spec.ScaleMax = old.ScaleMin, old.ScaleMax
+			if err := spec.ValidateBounds(); err != nil {
+				return fmt.Errorf("%w (bounds set with scale --min/--max)", err)
+			}
+		}
+		// Deployments do not carry it: a redeploy of the same spec after a
+		// restart must not restart again.
+		spec.RestartGeneration = old.RestartGeneration
+	case !errors.Is(err, function.ErrNotFound):
+		return err
+	}
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", spec.Name, err)
+	}
+	fns := *c.fns.Load()
+	defer c.kickAutoscaler()
+	if f := fns[spec.Name]; f != nil && !f.isRemoving() {
+		f.setSpec(spec)
+		f.touched.Store(true)
+		c.log.Info("updated", "fn", spec.Name, "image", spec.Image)
+		return nil
+	}
+	f := newFn(c, spec)
+	next := cloneMap(fns)
+	next[spec.Name] = f
+	c.fns.Store(&next)
+	if c.started {
+		c.startLoop(f)
+	}
+	c.log.Info("deployed", "fn", spec.Name, "image", spec.Image)
+	return nil
+}
+
+// Scale sets a function's desired replica count.
+func (c *Controller) Scale(ctx context.Context, name string, replicas int) error {
+	if replicas < 0 || replicas > function.ReplicaLimit {
+		return fmt.Errorf("%w: replicas must be between 0 and %d", function.ErrInvalid, function.ReplicaLimit)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	spec := f.specCopy()
+	spec.Replicas = replicas
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	f.setReplicas(c.ctx, replicas)
+	f.touched.Store(true)
+	c.kickAutoscaler()
+	c.log.Info("scaled", "fn", name, "replicas", replicas)
+	return nil
+}
+
+// SetBounds overrides a function's min and max replicas (nil keeps one
+// as it is) and brings the replica count within them. The replicas keep
+// running: bounds are not part of the spec's hash.
+func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	spec := f.specCopy()
+	if lo != nil {
+		spec.ScaleMin = lo
+	}
+	if hi != nil {
+		spec.ScaleMax = hi
+	}
+	if err := spec.ValidateBounds(); err != nil {
+		return err
+	}
+	if spec.Replicas > 0 {
+		spec.Replicas = min(max(spec.Replicas, spec.MinReplicas(), 1), spec.MaxReplicas())
+	}
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	f.setSpec(spec)
+	f.touched.Store(true)
+	c.kickAutoscaler()
+	c.log.Info("bounds set", "fn", name, "min", spec.MinReplicas(), "max", spec.MaxReplicas())
+	return nil
+}
+
+// Restart replaces every replica of a function with a fresh one, through
+// the same rolling update as a deploy: new replicas are ready before the
+// old ones drain. It raises the spec's restart generation, stored first,
+// so a restart survives a daemon restart half-way.
+func (c *Controller) Restart(_ context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	spec := f.specCopy()
+	spec.RestartGeneration++
+	spec.UpdatedAt = time.Now().UTC()
+	if err := c.st.PutFunction(spec); err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	f.setSpec(spec)
+	f.touched.Store(true)
+	c.kickAutoscaler()
+	c.log.Info("restarting", "fn", name, "generation", spec.RestartGeneration)
+	return nil
+}
+
+// Remove deletes a function: it leaves the store at once, then its
+// replicas drain and are removed. Remove returns when all are gone or ctx
+// ends (removal then goes on in the background).
+func (c *Controller) Remove(ctx context.Context, name string) error {
+	c.mu.Lock()
+	f := (*c.fns.Load())[name]
+	if f == nil || f.isRemoving() {
+		c.mu.Unlock()
+		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	if err := c.st.DeleteFunction(name); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	f.markRemoving()
+	if !c.started {
+		// No loop to drain it (tests that never Run): drop it now.
+		c.dropLocked(f)
+		close(f.done)
+	}
+	c.mu.Unlock()
+	c.log.Info("removing", "fn", name)
+	select {
+	case <-f.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// dropped is called by a function's loop when its last replica is gone
+// after Remove.
+func (c *Controller) dropped(f *fn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(f)
+}
+
+func (c *Controller) dropLocked(f *fn) {
+	fns := *c.fns.Load()
+	if fns[f.name] != f {
+		return
+	}
+	c.metrics.forget(f)
+	next := cloneMap(fns)
+	delete(next, f.name)
+	c.fns.Store(&next)
+}
