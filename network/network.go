@@ -65,7 +65,7 @@ type Network struct {
 	subnet  netip.Prefix
 	cni     *libcni.CNIConfig
 	conf    *libcni.NetworkConfigList
-	masq    iptables
+	masq    masq
 	log     *slog.Logger
 	gateway netip.Addr
 }
@@ -84,7 +84,7 @@ func New(cfg Config, log *slog.Logger) (*Network, error) {
 		}
 	}
 	// The bridge plugin runs iptables for ipMasq; so does the clean-up here.
-	ipt, err := lookIptables()
+	masq, err := newMasq()
 	if err != nil {
 		return nil, fmt.Errorf("ip masquerade: %w", err)
 	}
@@ -113,7 +113,7 @@ func New(cfg Config, log *slog.Logger) (*Network, error) {
 		subnet:  subnet,
 		cni:     libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.cacheDir(), exe),
 		conf:    conf,
-		masq:    iptables{path: ipt},
+		masq:    masq,
 		log:     log,
 		gateway: gateway(subnet),
 	}, nil
@@ -224,8 +224,7 @@ func (n *Network) detach(ctx context.Context, id string) error {
 	}
 	// The bridge plugin removes its masquerade rules only when it finds eth0
 	// in a live netns; anything else leaves them behind.
-	comment := ruleComment(n.cfg.Name, id)
-	if err := n.masq.sweep(ctx, func(c string) bool { return c == comment }); err != nil {
+	if err := n.masq.sweepID(ctx, n.cfg.Name, id); err != nil {
 		errs = append(errs, fmt.Errorf("ip masquerade: %w", err))
 	}
 	if err := removeNetNS(path); err != nil {
@@ -322,8 +321,7 @@ func (n *Network) Teardown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("detach %s: %w", id, err))
 		}
 	}
-	prefix := rulePrefix(n.cfg.Name)
-	if err := n.masq.sweep(ctx, func(c string) bool { return strings.HasPrefix(c, prefix) }); err != nil {
+	if err := n.masq.sweepNetwork(ctx, n.cfg.Name); err != nil {
 		errs = append(errs, fmt.Errorf("ip masquerade: %w", err))
 	}
 	if err := deleteBridge(n.cfg.Bridge); err != nil {
