@@ -3,12 +3,12 @@ package network
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // BridgeConflictError is a device of the bridge's name that the bridge
@@ -60,37 +60,31 @@ func (n *Network) CheckBridge() error {
 }
 
 func checkBridge(name string, subnet netip.Prefix) error {
-	ifc, err := net.InterfaceByName(name)
+	link, err := netlinksafe.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil
+	}
 	if err != nil {
-		if _, serr := os.Stat(filepath.Join("/sys/class/net", name)); errors.Is(serr, fs.ErrNotExist) {
-			return nil
-		}
 		return fmt.Errorf("bridge %s: %w", name, err)
 	}
-	_, serr := os.Stat(filepath.Join("/sys/class/net", name, "bridge"))
-	isBridge := serr == nil
 	// The addresses come from an RTM_GETADDR dump, in the kernel's order,
-	// as the plugin reads them.
-	addrs, err := ifc.Addrs()
+	// read as the plugin reads them.
+	addrs, err := netlinksafe.AddrList(link, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("bridge %s: addresses: %w", name, err)
 	}
 	var has []netip.Prefix
 	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
+		ip, ok := netip.AddrFromSlice(a.IP)
 		if !ok {
 			continue
 		}
-		ip, ok := netip.AddrFromSlice(ipn.IP)
-		if !ok {
-			continue
-		}
-		ones, _ := ipn.Mask.Size()
+		ones, _ := a.Mask.Size()
 		if ip = ip.Unmap(); ip.Is4() {
 			has = append(has, netip.PrefixFrom(ip, ones))
 		}
 	}
-	if c := bridgeConflict(name, isBridge, has, subnet); c != nil {
+	if c := bridgeConflict(name, link.Type() == "bridge", has, subnet); c != nil {
 		return c
 	}
 	return nil
@@ -107,6 +101,27 @@ func bridgeConflict(name string, isBridge bool, has []netip.Prefix, subnet netip
 	}
 	if len(has) > 0 && has[0] != want {
 		return &BridgeConflictError{Bridge: name, Has: has, Subnet: subnet, Want: want}
+	}
+	return nil
+}
+
+// deleteBridge deletes the bridge device name, if there is one. It refuses
+// to delete a device that is not a bridge, so that a mistyped Config cannot
+// take down the host's uplink.
+func deleteBridge(name string) error {
+	link, err := netlinksafe.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete bridge %s: %w", name, err)
+	}
+	if link.Type() != "bridge" {
+		return fmt.Errorf("delete bridge %s: not a bridge but a %s", name, link.Type())
+	}
+	// ENODEV: gone since the lookup, which is what was wanted.
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete bridge %s: %w", name, err)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 )
 
 // The integration tests need root and the CNI plugins in /usr/lib/cni. They
@@ -580,4 +581,70 @@ func TestIntegrationConcurrent(t *testing.T) {
 		assertGone(t, n, cfg, id)
 	}
 	assertBridgeEmpty(t, cfg)
+}
+
+// TestIntegrationBridgeConflict puts a device of the bridge's name in the
+// plugin's way: CheckBridge must say what is wrong, Attach must fail with
+// the same words and leave nothing, and Teardown must never delete a device
+// that is not a bridge.
+func TestIntegrationBridgeConflict(t *testing.T) {
+	t.Run("not a bridge", func(t *testing.T) {
+		n, cfg := newIntegrationNetwork(t)
+		// A veth pair (the dummy module is not everywhere); deleting one
+		// end deletes both.
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: cfg.Bridge}, PeerName: "embp" + randomTag(t)}
+		if err := netlink.LinkAdd(veth); err != nil {
+			t.Fatal(err)
+		}
+		// Registered after newIntegrationNetwork's, so it runs before its
+		// Teardown.
+		t.Cleanup(func() {
+			if err := netlink.LinkDel(veth); err != nil {
+				t.Errorf("delete veth %s: %v", cfg.Bridge, err)
+			}
+		})
+		want := fmt.Sprintf("device %s exists but is not a bridge", cfg.Bridge)
+		var c *BridgeConflictError
+		if err := n.CheckBridge(); !errors.As(err, &c) || c.Error() != want {
+			t.Errorf("CheckBridge = %v, want %q", err, want)
+		}
+		id := "fn-" + randomTag(t) + "-dummy"
+		if _, err := n.Attach(t.Context(), id); !errors.As(err, &c) || c.Error() != want {
+			t.Errorf("Attach = %v, want %q", err, want)
+		}
+		assertGone(t, n, cfg, id)
+		if err := deleteBridge(cfg.Bridge); err == nil || !strings.Contains(err.Error(), "not a bridge") {
+			t.Errorf("deleteBridge of a veth = %v, want a refusal", err)
+		}
+		if _, err := netlink.LinkByName(cfg.Bridge); err != nil {
+			t.Errorf("the veth is gone: %v", err)
+		}
+	})
+	t.Run("another address", func(t *testing.T) {
+		n, cfg := newIntegrationNetwork(t)
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: cfg.Bridge}}
+		if err := netlink.LinkAdd(br); err != nil {
+			t.Fatal(err)
+		}
+		// The gateway with a longer prefix: an address no other test uses.
+		other := netip.PrefixFrom(n.Gateway(), 25)
+		addr, err := netlink.ParseAddr(other.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.AddrAdd(br, addr); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("bridge %s has %s but subnet %s wants %s/24", cfg.Bridge, other, cfg.Subnet, n.Gateway())
+		var c *BridgeConflictError
+		if err := n.CheckBridge(); !errors.As(err, &c) || c.Error() != want {
+			t.Errorf("CheckBridge = %v, want %q", err, want)
+		}
+		id := "fn-" + randomTag(t) + "-addr"
+		if _, err := n.Attach(t.Context(), id); !errors.As(err, &c) || c.Error() != want {
+			t.Errorf("Attach = %v, want %q", err, want)
+		}
+		assertGone(t, n, cfg, id)
+		// newIntegrationNetwork's Teardown must delete this bridge.
+	})
 }

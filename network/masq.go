@@ -1,13 +1,16 @@
 package network
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
 )
 
 // ruleComment is the comment the bridge plugin puts on an id's masquerade
@@ -21,86 +24,145 @@ func rulePrefix(network string) string {
 	return fmt.Sprintf("name: %q id: ", network)
 }
 
-// iptables removes masquerade rules that the bridge plugin left behind. The
+// chainName is the nat chain the bridge plugin creates for an id
+// (plugins/pkg/utils.FormatChainName): "CNI-" and 24 hex digits of
+// sha512(network+id). That package is not imported for two format strings:
+// it would link nftables and conntrack code into the daemon.
+func chainName(network, id string) string {
+	sum := sha512.Sum512([]byte(network + id))
+	return "CNI-" + hex.EncodeToString(sum[:])[:24]
+}
+
+// ruleTable is the part of go-iptables the clean-up uses, so that tests
+// can run it against a fake nat table.
+type ruleTable interface {
+	List(table, chain string) ([]string, error)
+	ListChains(table string) ([]string, error)
+	Delete(table, chain string, rulespec ...string) error
+	ClearAndDeleteChain(table, chain string) error
+}
+
+var _ ruleTable = (*iptables.IPTables)(nil)
+
+// masq removes masquerade rules that the bridge plugin left behind. The
 // plugin deletes an id's rules on DEL only if it finds the id's eth0 in a
 // live netns; after a crash, a lost netns or a half-done ADD they stay, and
 // each one is a nat chain plus a jump from POSTROUTING.
-type iptables struct {
-	path string
+type masq struct {
+	ipt ruleTable
 }
 
-// sweep deletes every nat rule whose comment matches, and the CNI- chains
-// those rules live in or jump to.
-func (t iptables) sweep(ctx context.Context, match func(comment string) bool) error {
-	out, err := t.run(ctx, "-t", "nat", "-S")
+// newMasq finds iptables in PATH or, since a non-root user's PATH often
+// lacks the sbin directories, where distributions install it. go-iptables
+// waits for the xtables lock (--wait) rather than fail when a plugin holds
+// it.
+func newMasq() (masq, error) {
+	path, err := exec.LookPath("iptables")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/iptables", "/sbin/iptables"} {
+			if _, serr := exec.LookPath(p); serr == nil {
+				path, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		return masq{}, err
+	}
+	ipt, err := iptables.New(iptables.Path(path))
+	if err != nil {
+		return masq{}, err
+	}
+	return masq{ipt: ipt}, nil
+}
+
+// sweepID deletes id's masquerade rules: the jumps from POSTROUTING that
+// carry its comment and its chain.
+func (m masq) sweepID(ctx context.Context, network, id string) error {
+	comment := ruleComment(network, id)
+	return m.sweep(ctx, func(c string) bool { return c == comment }, []string{chainName(network, id)})
+}
+
+// sweepNetwork deletes the masquerade rules of every id of network: the
+// jumps from POSTROUTING that carry its comments, and every CNI- chain
+// with a rule that does.
+func (m masq) sweepNetwork(ctx context.Context, network string) error {
+	all, err := m.ipt.ListChains("nat")
+	if err != nil {
+		return err
+	}
+	prefix := rulePrefix(network)
+	match := func(c string) bool { return strings.HasPrefix(c, prefix) }
+	var chains []string
+	for _, chain := range all {
+		if !strings.HasPrefix(chain, "CNI-") {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rules, err := m.ipt.List("nat", chain)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			if args, err := splitRule(r); err == nil && len(args) > 1 && args[0] == "-A" && match(flagValue(args, "--comment")) {
+				chains = append(chains, chain)
+				break
+			}
+		}
+	}
+	return m.sweep(ctx, match, chains)
+}
+
+// sweep deletes the POSTROUTING rules whose comment matches, then the CNI-
+// chains they jump to and chains, each of which must be the plugin's.
+// Chains go last: iptables refuses to delete a chain something jumps to.
+func (m masq) sweep(ctx context.Context, match func(comment string) bool, chains []string) error {
+	rules, err := m.ipt.List("nat", "POSTROUTING")
 	if err != nil {
 		return err
 	}
 	var jumps [][]string
-	var chains []string
-	for line := range strings.Lines(string(out)) {
-		args, err := splitRule(strings.TrimSpace(line))
+	for _, r := range rules {
+		args, err := splitRule(r)
 		if err != nil {
-			return fmt.Errorf("parse %q: %w", line, err)
+			return fmt.Errorf("parse %q: %w", r, err)
 		}
 		if len(args) < 2 || args[0] != "-A" || !match(flagValue(args, "--comment")) {
-			continue
-		}
-		// Only CNI- chains are ever deleted whole: those are the plugin's.
-		if chain := args[1]; strings.HasPrefix(chain, "CNI-") {
-			chains = append(chains, chain)
 			continue
 		}
 		if target := flagValue(args, "-j"); strings.HasPrefix(target, "CNI-") {
 			chains = append(chains, target)
 		}
-		jumps = append(jumps, args)
+		jumps = append(jumps, args[2:])
 	}
 	var errs []error
-	for _, args := range jumps {
-		del := append([]string{"-t", "nat", "-D"}, args[1:]...)
-		if _, err := t.run(ctx, del...); err != nil {
+	for _, spec := range jumps {
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if err := m.ipt.Delete("nat", "POSTROUTING", spec...); err != nil && !isNotExist(err) {
 			errs = append(errs, err)
 		}
 	}
 	slices.Sort(chains)
 	for _, chain := range slices.Compact(chains) {
-		if _, err := t.run(ctx, "-t", "nat", "-F", chain); err != nil {
-			errs = append(errs, err)
-			continue
+		if err := ctx.Err(); err != nil {
+			return errors.Join(append(errs, err)...)
 		}
-		if _, err := t.run(ctx, "-t", "nat", "-X", chain); err != nil {
+		if err := m.ipt.ClearAndDeleteChain("nat", chain); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// lookIptables finds iptables in PATH or, since a non-root user's PATH often
-// lacks the sbin directories, where distributions install it.
-func lookIptables() (string, error) {
-	path, err := exec.LookPath("iptables")
-	if err == nil {
-		return path, nil
-	}
-	for _, p := range []string{"/usr/sbin/iptables", "/sbin/iptables"} {
-		if _, serr := exec.LookPath(p); serr == nil {
-			return p, nil
-		}
-	}
-	return "", err
-}
-
-func (t iptables) run(ctx context.Context, args ...string) ([]byte, error) {
-	// -w: wait for the xtables lock rather than fail when a plugin holds it.
-	cmd := exec.CommandContext(ctx, t.path, append([]string{"-w"}, args...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
+// isNotExist reports an iptables error for a rule or chain that is already
+// gone, which is what a sweep wants.
+func isNotExist(err error) bool {
+	var e *iptables.Error
+	return errors.As(err, &e) && e.IsNotExist()
 }
 
 // flagValue returns the argument after the first occurrence of flag.
@@ -111,9 +173,10 @@ func flagValue(args []string, flag string) string {
 	return ""
 }
 
-// splitRule splits one line of "iptables -S" into arguments. iptables quotes
-// an argument that contains spaces or quotes with double quotes and escapes
-// '"' and '\' in it with a backslash.
+// splitRule splits one rule as "iptables -S" prints it, which is how
+// go-iptables returns rules, into arguments. iptables quotes an argument
+// that contains spaces or quotes with double quotes and escapes '"' and '\'
+// in it with a backslash.
 func splitRule(line string) ([]string, error) {
 	var args []string
 	var cur strings.Builder

@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 )
@@ -65,7 +65,7 @@ type Network struct {
 	subnet  netip.Prefix
 	cni     *libcni.CNIConfig
 	conf    *libcni.NetworkConfigList
-	masq    iptables
+	masq    masq
 	log     *slog.Logger
 	gateway netip.Addr
 }
@@ -84,7 +84,7 @@ func New(cfg Config, log *slog.Logger) (*Network, error) {
 		}
 	}
 	// The bridge plugin runs iptables for ipMasq; so does the clean-up here.
-	ipt, err := lookIptables()
+	masq, err := newMasq()
 	if err != nil {
 		return nil, fmt.Errorf("ip masquerade: %w", err)
 	}
@@ -113,7 +113,7 @@ func New(cfg Config, log *slog.Logger) (*Network, error) {
 		subnet:  subnet,
 		cni:     libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, cfg.cacheDir(), exe),
 		conf:    conf,
-		masq:    iptables{path: ipt},
+		masq:    masq,
 		log:     log,
 		gateway: gateway(subnet),
 	}, nil
@@ -168,9 +168,18 @@ func (n *Network) add(ctx context.Context, id, path string) (netip.Addr, error) 
 		}
 		return netip.Addr{}, fmt.Errorf("cni add: %w", err)
 	}
+	ip, err := n.resultIP(res)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("cni add: %w", err)
+	}
+	return ip, nil
+}
+
+// resultIP is the address in the subnet that a CNI result gives eth0.
+func (n *Network) resultIP(res types.Result) (netip.Addr, error) {
 	r, err := types100.NewResultFromResult(res)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("cni add: result: %w", err)
+		return netip.Addr{}, fmt.Errorf("result: %w", err)
 	}
 	for _, c := range r.IPs {
 		ip, ok := netip.AddrFromSlice(c.Address.IP)
@@ -178,7 +187,7 @@ func (n *Network) add(ctx context.Context, id, path string) (netip.Addr, error) 
 			return ip, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("cni add: no address in %s in result", n.subnet)
+	return netip.Addr{}, fmt.Errorf("no address in %s in result", n.subnet)
 }
 
 // Detach takes id off the network: CNI DEL (which releases its IP), removal
@@ -215,8 +224,7 @@ func (n *Network) detach(ctx context.Context, id string) error {
 	}
 	// The bridge plugin removes its masquerade rules only when it finds eth0
 	// in a live netns; anything else leaves them behind.
-	comment := ruleComment(n.cfg.Name, id)
-	if err := n.masq.sweep(ctx, func(c string) bool { return c == comment }); err != nil {
+	if err := n.masq.sweepID(ctx, n.cfg.Name, id); err != nil {
 		errs = append(errs, fmt.Errorf("ip masquerade: %w", err))
 	}
 	if err := removeNetNS(path); err != nil {
@@ -230,7 +238,8 @@ func (n *Network) runtimeConf(id, netns string) *libcni.RuntimeConf {
 }
 
 // Lookup re-adopts id after a daemon restart: it reports id's Attachment if
-// its netns is still mounted and host-local still holds an IP for it.
+// its netns is still mounted and libcni still holds the result of its ADD,
+// which DEL removes.
 func (n *Network) Lookup(id string) (Attachment, bool) {
 	if validateID(id) != nil {
 		return Attachment{}, false
@@ -239,45 +248,44 @@ func (n *Network) Lookup(id string) (Attachment, bool) {
 	if !isNetNS(path) {
 		return Attachment{}, false
 	}
-	allocs, err := readAllocations(n.cfg.allocDir())
+	res, err := n.cni.GetNetworkListCachedResult(n.conf, n.runtimeConf(id, path))
 	if err != nil {
-		n.log.Warn("reading ip allocations", "err", err)
+		n.log.Warn("reading cached cni result", "id", id, "err", err)
 		return Attachment{}, false
 	}
-	ip, ok := allocs[id]
-	if !ok {
+	if res == nil {
+		return Attachment{}, false
+	}
+	ip, err := n.resultIP(res)
+	if err != nil {
+		n.log.Warn("reading cached cni result", "id", id, "err", err)
 		return Attachment{}, false
 	}
 	return Attachment{ID: id, IP: ip, NetNS: path}, true
 }
 
-// List returns, sorted, every id that owns a netns file, an IP allocation or
-// a libcni cache entry, so that the caller can Detach the ones it no longer
-// wants.
+// List returns, sorted, every id that owns a netns file, a libcni cache
+// entry or an IP allocation, so that the caller can Detach the ones it no
+// longer wants. host-local's files are read too because an ADD that failed
+// after the bridge plugin's IPAM step, followed by a DEL that failed as
+// well, leaves an allocation that libcni never cached.
 func (n *Network) List() ([]string, error) {
-	allocs, err := readAllocations(n.cfg.allocDir())
+	ids, err := allocationOwners(n.cfg.allocDir())
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
-	}
-	ids := make([]string, 0, len(allocs))
-	for id := range allocs {
-		ids = append(ids, id)
 	}
 	netns, err := readDirNames(n.cfg.NetNSDir)
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
 	ids = append(ids, netns...)
-	// libcni names its cache files NAME-ID-IFNAME.
-	cached, err := readDirNames(filepath.Join(n.cfg.cacheDir(), "results"))
+	cached, err := n.cni.GetCachedAttachments("")
 	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+		return nil, fmt.Errorf("list: cni cache: %w", err)
 	}
-	for _, c := range cached {
-		c, ok1 := strings.CutPrefix(c, n.cfg.Name+"-")
-		c, ok2 := strings.CutSuffix(c, "-"+ifName)
-		if ok1 && ok2 {
-			ids = append(ids, c)
+	for _, a := range cached {
+		if a.Network == n.cfg.Name && a.IfName == ifName {
+			ids = append(ids, a.ContainerID)
 		}
 	}
 	ids = slices.DeleteFunc(ids, func(id string) bool { return validateID(id) != nil })
@@ -313,8 +321,7 @@ func (n *Network) Teardown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("detach %s: %w", id, err))
 		}
 	}
-	prefix := rulePrefix(n.cfg.Name)
-	if err := n.masq.sweep(ctx, func(c string) bool { return strings.HasPrefix(c, prefix) }); err != nil {
+	if err := n.masq.sweepNetwork(ctx, n.cfg.Name); err != nil {
 		errs = append(errs, fmt.Errorf("ip masquerade: %w", err))
 	}
 	if err := deleteBridge(n.cfg.Bridge); err != nil {

@@ -1,15 +1,11 @@
 package bench
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/emberfaas/ember/internal/itest"
+	"github.com/prometheus/procfs"
 )
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat times: 100 on every
@@ -27,75 +23,58 @@ func procCPU(pid int) (time.Duration, error) {
 // procTimes returns pid's own CPU time (utime + stime) and that of its
 // children it has waited for (cutime + cstime).
 func procTimes(pid int) (self, children time.Duration, err error) {
-	f, err := itest.ProcStat(pid)
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	// f[0] is field 3 (state); utime, stime, cutime, cstime are fields
-	// 14 to 17.
-	if len(f) < 15 {
-		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	st, err := p.Stat()
+	if err != nil {
+		return 0, 0, err
 	}
-	var ticks [4]int64
-	for j, s := range f[11:15] {
-		if ticks[j], err = strconv.ParseInt(s, 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-		}
-	}
-	return time.Duration(ticks[0]+ticks[1]) * clockTick, time.Duration(ticks[2]+ticks[3]) * clockTick, nil
+	return time.Duration(st.UTime+st.STime) * clockTick, time.Duration(st.CUTime+st.CSTime) * clockTick, nil
 }
 
 // procRSS returns pid's resident set size in bytes.
 func procRSS(pid int) (int64, error) {
-	return procKB(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, err
+	}
+	return int64(st.VmRSS), nil
 }
 
 // procPSS returns pid's proportional set size in bytes: shared pages (the
 // shim binary's text, shared by every shim) divided among their users.
 func procPSS(pid int) (int64, error) {
-	return procKB(fmt.Sprintf("/proc/%d/smaps_rollup", pid), "Pss")
-}
-
-func procKB(path, key string) (int64, error) {
-	f, err := os.Open(path)
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || k != key {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse %s: %w", path, err)
-		}
-		return n << 10, nil
+	sm, err := p.ProcSMapsRollup()
+	if err != nil {
+		return 0, err
 	}
-	return 0, fmt.Errorf("%s: no %s", path, key)
+	return int64(sm.Pss), nil
 }
 
 // findProcess returns the PID of the live process whose command line
 // contains every one of args.
 func findProcess(args ...string) (int, error) {
-	ents, err := os.ReadDir("/proc")
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		return 0, err
 	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
+	for _, p := range procs {
+		cmd, err := p.CmdLine()
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil {
-			continue
-		}
-		cmd := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 		if !slices.ContainsFunc(args, func(a string) bool { return !slices.Contains(cmd, a) }) {
-			return pid, nil
+			return p.PID, nil
 		}
 	}
 	return 0, fmt.Errorf("no process with %q", args)

@@ -1,17 +1,18 @@
 package itest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"github.com/prometheus/procfs"
 )
 
 // Shim is a containerd shim process serving one of this daemon's tasks.
@@ -25,24 +26,23 @@ type Shim struct {
 // -address they were given. Shims outlive containerd by design, so this is
 // how a test checks that the tasks it removed are really gone.
 func (c *Containerd) Shims() ([]Shim, error) {
-	pids, err := allPIDs()
+	procs, err := procfs.AllProcs()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list processes: %w", err)
 	}
 	var shims []Shim
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	for _, p := range procs {
+		args, err := p.CmdLine()
 		if err != nil {
-			continue // gone meanwhile, or a kernel thread
+			continue // gone meanwhile
 		}
-		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 		if flag(args, "-address") != c.Socket || flag(args, "-id") == "" {
 			continue
 		}
-		if st, _ := procState(pid); st == 'Z' {
+		if st, err := p.Stat(); err == nil && st.State == "Z" {
 			continue // dead, waiting for PID 1 to reap it
 		}
-		shims = append(shims, Shim{PID: pid, Namespace: flag(args, "-namespace"), ID: flag(args, "-id")})
+		shims = append(shims, Shim{PID: p.PID, Namespace: flag(args, "-namespace"), ID: flag(args, "-id")})
 	}
 	return shims, nil
 }
@@ -112,63 +112,25 @@ func (c *Containerd) removeShimSockets(shims []Shim) {
 	}
 }
 
-func allPIDs() ([]int, error) {
-	ents, err := os.ReadDir("/proc")
+// procState returns the state letter of pid, "Z" for a zombie.
+func procState(pid int) (string, error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
+		return "", err
 	}
-	var pids []int
-	for _, e := range ents {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
-}
-
-// ProcStat returns the fields of /proc/PID/stat after the command, so
-// that ProcStat(pid)[0] is field 3 (the state). The command, field 2, may
-// itself contain spaces and ")", so it is cut at the last ")".
-func ProcStat(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 2 {
-		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return fields, nil
-}
-
-// procStat returns the state letter and parent of pid.
-func procStat(pid int) (state byte, ppid int, err error) {
-	fields, err := ProcStat(pid)
-	if err != nil {
-		return 0, 0, err
-	}
-	ppid, err = strconv.Atoi(fields[1])
-	return fields[0][0], ppid, err
-}
-
-func procState(pid int) (byte, error) {
-	st, _, err := procStat(pid)
-	return st, err
+	st, err := p.Stat()
+	return st.State, err
 }
 
 func childMap() (map[int][]int, error) {
-	pids, err := allPIDs()
+	procs, err := procfs.AllProcs()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list processes: %w", err)
 	}
 	children := make(map[int][]int)
-	for _, pid := range pids {
-		if _, ppid, err := procStat(pid); err == nil {
-			children[ppid] = append(children[ppid], pid)
+	for _, p := range procs {
+		if st, err := p.Stat(); err == nil {
+			children[st.PPID] = append(children[st.PPID], p.PID)
 		}
 	}
 	return children, nil
@@ -186,20 +148,22 @@ func descendants(children map[int][]int, pid int) []int {
 // procCgroups returns the cgroup directories of pid under /sys/fs/cgroup,
 // for both cgroup v1 hierarchies and v2, leaving out each hierarchy's root.
 func procCgroups(pid int) []string {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
+	cgroups, err := p.Cgroups()
+	if err != nil {
+		return nil
+	}
 	var dirs []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "ID:CONTROLLERS:PATH"; v2 has empty controllers.
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 || parts[2] == "/" {
+	for _, cg := range cgroups {
+		if cg.Path == "/" {
 			continue
 		}
-		ctrl := strings.TrimPrefix(parts[1], "name=")
+		// v2 has no controllers; v1 names a hierarchy after its controllers,
+		// or after "name=NAME".
+		ctrl := strings.TrimPrefix(strings.Join(cg.Controllers, ","), "name=")
 		var candidates []string
 		if ctrl == "" {
 			candidates = []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}
@@ -207,7 +171,7 @@ func procCgroups(pid int) []string {
 			candidates = []string{filepath.Join("/sys/fs/cgroup", ctrl)}
 		}
 		for _, base := range candidates {
-			d := filepath.Join(base, parts[2])
+			d := filepath.Join(base, cg.Path)
 			if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err == nil {
 				dirs = append(dirs, d)
 				break
@@ -224,7 +188,7 @@ func waitGone(pids []int, timeout time.Duration) []int {
 	for {
 		var alive []int
 		for _, pid := range pids {
-			if st, err := procState(pid); err == nil && st != 'Z' {
+			if st, err := procState(pid); err == nil && st != "Z" {
 				alive = append(alive, pid)
 			}
 		}
@@ -256,26 +220,13 @@ func rmdirRetry(dir string) error {
 // rootfs of tasks whose shims were killed, and overlay mounts of an
 // interrupted unpack. Without it t.TempDir's cleanup fails with EBUSY.
 func unmountUnder(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return fmt.Errorf("read mounts: %w", err)
 	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// The fifth field is the mount point, with spaces escaped as \040.
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		p := unescapeMount(fields[4])
-		if p == dir || strings.HasPrefix(p, dir+"/") {
-			points = append(points, p)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read mounts: %w", err)
+	points := make([]string, 0, len(mounts))
+	for _, m := range mounts {
+		points = append(points, m.Mountpoint)
 	}
 	var errs []error
 	for _, p := range slices.Backward(slices.Sorted(slices.Values(points))) {
@@ -284,24 +235,6 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // removeNamespaceCgroups removes the /NAMESPACE cgroup that runc creates as
