@@ -40,9 +40,11 @@ func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, 
 		// answers tell replicas apart.
 		oci.WithHostname(id),
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: att.NetNS}),
-		seccomp.WithDefaultProfile(),
 		oci.WithNoNewPrivileges,
 		oci.WithDroppedCapabilities(droppedCaps),
+		// After the capabilities: the profile allows the syscalls of the
+		// capabilities the spec holds (chroot with CAP_SYS_CHROOT…).
+		seccomp.WithDefaultProfile(),
 	}
 	if env := envList(spec); len(env) > 0 {
 		opts = append(opts, oci.WithEnv(env))
