@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"context"
 	"encoding/base64"
 	"net/netip"
 	"os"
@@ -10,47 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/namespaces"
-	"github.com/containerd/containerd/oci"
-
 	"github.com/emberfaas/ember/function"
 )
-
-func TestResourceOpts(t *testing.T) {
-	ctx := namespaces.WithNamespace(context.Background(), "test")
-	opts, err := resourceOpts(&function.Resources{Memory: "128Mi", CPU: "500m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts = append(opts, oci.WithNoNewPrivileges, oci.WithDroppedCapabilities(droppedCaps))
-	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "x"}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := s.Linux.Resources.Memory
-	if mem == nil || *mem.Limit != 128<<20 || *mem.Swap != 128<<20 {
-		t.Errorf("memory %+v, want limit and swap 128Mi", mem)
-	}
-	cpu := s.Linux.Resources.CPU
-	if cpu == nil || *cpu.Quota != 50000 || *cpu.Period != 100000 {
-		t.Errorf("cpu %+v, want quota 50000 of 100000", cpu)
-	}
-	if !s.Process.NoNewPrivileges {
-		t.Error("no_new_privileges not set")
-	}
-	for _, c := range droppedCaps {
-		if slices.Contains(s.Process.Capabilities.Bounding, c) {
-			t.Errorf("%s still in the bounding set", c)
-		}
-	}
-	if !slices.Contains(s.Process.Capabilities.Bounding, "CAP_NET_BIND_SERVICE") {
-		t.Error("default capabilities lost")
-	}
-	if _, err := resourceOpts(&function.Resources{Memory: "12Q"}); err == nil {
-		t.Error("bad memory accepted")
-	}
-}
 
 func TestEnvList(t *testing.T) {
 	got := envList(function.Spec{Env: map[string]string{"B": "2", "A": "1"}, EnvProcess: "cat"})
