@@ -1,10 +1,8 @@
 package runtime
 
 import (
-	"encoding/base64"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -26,25 +24,6 @@ func TestHostsContent(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("hosts lacks %q:\n%s", want, got)
 		}
-	}
-}
-
-func TestRegistryCreds(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "config.json")
-	auth := base64.StdEncoding.EncodeToString([]byte("user:pa:ss"))
-	os.WriteFile(p, []byte(`{"auths":{"registry.example:5000":{"auth":"`+auth+`"},"https://index.docker.io/v1/":{"username":"hub","password":"pw"}}}`), 0o600)
-	for _, tc := range []struct{ host, user, pass string }{
-		{"registry.example:5000", "user", "pa:ss"},
-		{"registry-1.docker.io", "hub", "pw"},
-		{"other.example", "", ""},
-	} {
-		u, pw, err := registryCreds(p, tc.host)
-		if err != nil || u != tc.user || pw != tc.pass {
-			t.Errorf("registryCreds(%s) = %q, %q, %v; want %q, %q", tc.host, u, pw, err, tc.user, tc.pass)
-		}
-	}
-	if u, _, err := registryCreds(filepath.Join(t.TempDir(), "none.json"), "x"); err != nil || u != "" {
-		t.Errorf("missing file: %q %v", u, err)
 	}
 }
 
