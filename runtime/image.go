@@ -2,8 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +17,9 @@ import (
 	"github.com/containerd/containerd/remotes/docker"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
+	"github.com/docker/cli/cli/config"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/emberfaas/ember/function"
 )
@@ -152,8 +153,7 @@ func (r *Runtime) resolver() remotes.Resolver {
 }
 
 // registryHosts configures plain HTTP for localhost and the insecure
-// registries, and credentials from STATE/config.json (docker's format), read
-// on every pull so an edited file takes effect without a restart.
+// registries, and credentials from STATE/config.json (docker's format).
 func (r *Runtime) registryHosts() docker.RegistryHosts {
 	insecure := func(host string) (bool, error) {
 		if slices.Contains(r.cfg.InsecureRegistries, host) {
@@ -164,51 +164,76 @@ func (r *Runtime) registryHosts() docker.RegistryHosts {
 		}
 		return docker.MatchLocalhost(host)
 	}
-	creds := func(host string) (string, string, error) {
-		return registryCreds(filepath.Join(r.cfg.StateDir, "config.json"), host)
-	}
+	kc := configKeychain{path: filepath.Join(r.cfg.StateDir, "config.json")}
 	return docker.ConfigureDefaultRegistries(
 		docker.WithPlainHTTP(insecure),
-		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(creds))))
+		docker.WithAuthorizer(docker.NewDockerAuthorizer(docker.WithAuthCreds(keychainCreds(kc)))))
 }
 
-// registryCreds reads a docker config.json's "auths" entry for host.
-func registryCreds(path, host string) (string, string, error) {
-	data, err := os.ReadFile(path)
+// configKeychain finds credentials in one docker config.json as
+// authn.DefaultKeychain does — "auths", then "credHelpers" and
+// "credsStore", which run docker-credential-* helpers found on PATH — but
+// at a path of ours: DefaultKeychain takes its file from $DOCKER_CONFIG or
+// the home directory, process-wide, and falls back to podman's. The file
+// is read on every lookup, so an edit takes effect at the next pull.
+type configKeychain struct{ path string }
+
+var _ authn.Keychain = configKeychain{}
+
+func (k configKeychain) Resolve(target authn.Resource) (authn.Authenticator, error) {
+	f, err := os.Open(k.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", "", nil
+		return authn.Anonymous, nil
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("registry credentials: %w", err)
+		return nil, fmt.Errorf("registry credentials: %w", err)
 	}
-	var cfg struct {
-		Auths map[string]struct {
-			Auth     string `json:"auth"`
-			Username string `json:"username"`
-			Password string `json:"password"`
-		} `json:"auths"`
+	defer f.Close()
+	cf, err := config.LoadFromReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("registry credentials %s: %w", k.path, err)
 	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return "", "", fmt.Errorf("registry credentials %s: %w", path, err)
+	key := target.RegistryStr()
+	if key == name.DefaultRegistry {
+		key = authn.DefaultAuthKey
 	}
-	keys := []string{host, "https://" + host, "http://" + host}
-	if host == "registry-1.docker.io" || host == "docker.io" {
-		keys = append(keys, "https://index.docker.io/v1/", "index.docker.io", "docker.io")
+	ac, err := cf.GetAuthConfig(key)
+	if err != nil {
+		return nil, fmt.Errorf("registry credentials for %s: %w", target.RegistryStr(), err)
 	}
-	for _, k := range keys {
-		a, ok := cfg.Auths[k]
-		if !ok {
-			continue
+	if ac.Username == "" && ac.Password == "" && ac.IdentityToken == "" && ac.RegistryToken == "" {
+		return authn.Anonymous, nil
+	}
+	return authn.FromConfig(authn.AuthConfig{Username: ac.Username, Password: ac.Password,
+		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken}), nil
+}
+
+// keychainCreds gives containerd's authorizer what a keychain holds for a
+// registry host.
+func keychainCreds(kc authn.Keychain) func(host string) (string, string, error) {
+	return func(host string) (string, string, error) {
+		if host == "registry-1.docker.io" {
+			// containerd pulls Docker Hub from there; config.json names it
+			// after its index.
+			host = name.DefaultRegistry
 		}
-		if a.Auth != "" {
-			dec, err := base64.StdEncoding.DecodeString(a.Auth)
-			if err != nil {
-				return "", "", fmt.Errorf("registry credentials for %s: %w", host, err)
-			}
-			user, pass, _ := strings.Cut(string(dec), ":")
-			return user, pass, nil
+		reg, err := name.NewRegistry(host)
+		if err != nil {
+			return "", "", fmt.Errorf("registry credentials for %s: %w", host, err)
 		}
-		return a.Username, a.Password, nil
+		a, err := kc.Resolve(reg)
+		if err != nil {
+			return "", "", err
+		}
+		ac, err := a.Authorization()
+		if err != nil {
+			return "", "", fmt.Errorf("registry credentials for %s: %w", host, err)
+		}
+		if ac.IdentityToken != "" {
+			// containerd takes a secret without a user as an OAuth
+			// refresh token.
+			return "", ac.IdentityToken, nil
+		}
+		return ac.Username, ac.Password, nil
 	}
-	return "", "", nil
 }

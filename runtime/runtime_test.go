@@ -1,56 +1,14 @@
 package runtime
 
 import (
-	"context"
-	"encoding/base64"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/containerd/containerd/containers"
-	"github.com/containerd/containerd/namespaces"
-	"github.com/containerd/containerd/oci"
-
 	"github.com/emberfaas/ember/function"
 )
-
-func TestResourceOpts(t *testing.T) {
-	ctx := namespaces.WithNamespace(context.Background(), "test")
-	opts, err := resourceOpts(&function.Resources{Memory: "128Mi", CPU: "500m"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts = append(opts, oci.WithNoNewPrivileges, oci.WithDroppedCapabilities(droppedCaps))
-	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "x"}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := s.Linux.Resources.Memory
-	if mem == nil || *mem.Limit != 128<<20 || *mem.Swap != 128<<20 {
-		t.Errorf("memory %+v, want limit and swap 128Mi", mem)
-	}
-	cpu := s.Linux.Resources.CPU
-	if cpu == nil || *cpu.Quota != 50000 || *cpu.Period != 100000 {
-		t.Errorf("cpu %+v, want quota 50000 of 100000", cpu)
-	}
-	if !s.Process.NoNewPrivileges {
-		t.Error("no_new_privileges not set")
-	}
-	for _, c := range droppedCaps {
-		if slices.Contains(s.Process.Capabilities.Bounding, c) {
-			t.Errorf("%s still in the bounding set", c)
-		}
-	}
-	if !slices.Contains(s.Process.Capabilities.Bounding, "CAP_NET_BIND_SERVICE") {
-		t.Error("default capabilities lost")
-	}
-	if _, err := resourceOpts(&function.Resources{Memory: "12Q"}); err == nil {
-		t.Error("bad memory accepted")
-	}
-}
 
 func TestEnvList(t *testing.T) {
 	got := envList(function.Spec{Env: map[string]string{"B": "2", "A": "1"}, EnvProcess: "cat"})
@@ -66,25 +24,6 @@ func TestHostsContent(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("hosts lacks %q:\n%s", want, got)
 		}
-	}
-}
-
-func TestRegistryCreds(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "config.json")
-	auth := base64.StdEncoding.EncodeToString([]byte("user:pa:ss"))
-	os.WriteFile(p, []byte(`{"auths":{"registry.example:5000":{"auth":"`+auth+`"},"https://index.docker.io/v1/":{"username":"hub","password":"pw"}}}`), 0o600)
-	for _, tc := range []struct{ host, user, pass string }{
-		{"registry.example:5000", "user", "pa:ss"},
-		{"registry-1.docker.io", "hub", "pw"},
-		{"other.example", "", ""},
-	} {
-		u, pw, err := registryCreds(p, tc.host)
-		if err != nil || u != tc.user || pw != tc.pass {
-			t.Errorf("registryCreds(%s) = %q, %q, %v; want %q, %q", tc.host, u, pw, err, tc.user, tc.pass)
-		}
-	}
-	if u, _, err := registryCreds(filepath.Join(t.TempDir(), "none.json"), "x"); err != nil || u != "" {
-		t.Errorf("missing file: %q %v", u, err)
 	}
 }
 

@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/emberfaas/ember/function"
@@ -31,45 +33,123 @@ const LockPath = "/tmp/.lock"
 // compromised function can do to its neighbours on the bridge or the host.
 var droppedCaps = []string{"CAP_NET_RAW", "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SYS_CHROOT", "CAP_SETFCAP"}
 
-// specOpts builds a replica's OCI spec on top of containerd's defaults
-// (default capabilities, masked and read-only /proc paths).
+// replicaSpec is everything a replica's OCI spec is made of, gathered as
+// data first, so that composing it (opts) is a pure function tests run with
+// oci.GenerateSpec and no daemon, as containerd tests its own SpecOpts.
+type replicaSpec struct {
+	fn    function.Spec
+	id    string
+	image ocispec.ImageConfig // user, env, entrypoint, cmd, working dir
+	netNS string              // path of the replica's network namespace
+	// Host files bind-mounted read-only into the container; probe may be
+	// empty (no probe binary).
+	hosts, resolvConf, probe string
+	// secrets projects the function's secrets and mounts them as
+	// SecretsDir; nil when it lists none.
+	secrets oci.SpecOpts
+}
+
+// specOpts builds a replica's OCI spec. The image's config is read while
+// containerd generates the spec, under its context.
 func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, att Attachment, hostsFile string) ([]oci.SpecOpts, error) {
+	// A bad limit fails here, before anything is created for it.
+	if _, err := resourceOpts(spec.Limits); err != nil {
+		return nil, err
+	}
+	in := replicaSpec{fn: spec, id: id, netNS: att.NetNS, hosts: hostsFile, resolvConf: r.resolvConfPath(), probe: r.cfg.ProbeBinary}
+	if len(spec.Secrets) > 0 {
+		in.secrets = r.withSecrets(spec.Name, spec.Secrets, filepath.Dir(hostsFile))
+	}
+	return []oci.SpecOpts{func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+		ic, err := img.Spec(ctx)
+		if err != nil {
+			return fmt.Errorf("config of image %s: %w", img.Name(), err)
+		}
+		in.image = ic.Config
+		opts, err := in.opts()
+		if err != nil {
+			return err
+		}
+		return oci.ApplyOpts(ctx, client, c, s, opts...)
+	}}, nil
+}
+
+// opts composes the spec on top of containerd's defaults (default
+// capabilities, masked and read-only /proc paths). Order matters: the
+// function's env goes over the image's, and the secrets are owned by the
+// user the image config set.
+func (in replicaSpec) opts() ([]oci.SpecOpts, error) {
 	opts := []oci.SpecOpts{
-		oci.WithImageConfig(img),
+		withImageConfig(in.image),
 		// Each replica has its own hostname, as each pod does, so logs and
 		// answers tell replicas apart.
-		oci.WithHostname(id),
-		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: att.NetNS}),
-		seccomp.WithDefaultProfile(),
+		oci.WithHostname(in.id),
+		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: in.netNS}),
 		oci.WithNoNewPrivileges,
 		oci.WithDroppedCapabilities(droppedCaps),
+		// After the capabilities: the profile allows the syscalls of the
+		// capabilities the spec holds (chroot with CAP_SYS_CHROOT…).
+		seccomp.WithDefaultProfile(),
 	}
-	if env := envList(spec); len(env) > 0 {
+	if env := envList(in.fn); len(env) > 0 {
 		opts = append(opts, oci.WithEnv(env))
 	}
 	mounts := []specs.Mount{
-		{Destination: "/etc/hosts", Type: "bind", Source: hostsFile, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
-		{Destination: "/etc/resolv.conf", Type: "bind", Source: r.resolvConfPath(), Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
+		{Destination: "/etc/hosts", Type: "bind", Source: in.hosts, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: in.resolvConf, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
 	}
-	if r.cfg.ProbeBinary != "" {
-		mounts = append(mounts, specs.Mount{Destination: ProbePath, Type: "bind", Source: r.cfg.ProbeBinary, Options: []string{"rbind", "ro", "nosuid", "nodev"}})
+	if in.probe != "" {
+		mounts = append(mounts, specs.Mount{Destination: ProbePath, Type: "bind", Source: in.probe, Options: []string{"rbind", "ro", "nosuid", "nodev"}})
 	}
-	if spec.ReadOnlyRootFilesystem {
+	if in.fn.ReadOnlyRootFilesystem {
 		// The lock file must stay writable, as faas-netes does with an
 		// emptyDir on /tmp.
 		opts = append(opts, oci.WithRootFSReadonly())
 		mounts = append(mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=64m"}})
 	}
 	opts = append(opts, oci.WithMounts(mounts))
-	res, err := resourceOpts(spec.Limits)
+	res, err := resourceOpts(in.fn.Limits)
 	if err != nil {
 		return nil, err
 	}
 	opts = append(opts, res...)
-	if len(spec.Secrets) > 0 {
-		opts = append(opts, r.withSecrets(spec.Name, spec.Secrets, filepath.Dir(hostsFile)))
+	if in.secrets != nil {
+		opts = append(opts, in.secrets)
 	}
 	return opts, nil
+}
+
+// withImageConfig does on Linux what oci.WithImageConfig does — the image's
+// env under whatever is set later, entrypoint and cmd, working dir, user,
+// and the user's groups from the image's /etc/group — but from the config as
+// data, as containerd's CRI plugin builds specs. A named user is resolved
+// in the container's snapshot, or in the spec's root path when the
+// container has none (as in tests).
+func withImageConfig(cfg ocispec.ImageConfig) oci.SpecOpts {
+	return func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+		env := oci.WithDefaultPathEnv
+		if len(cfg.Env) > 0 {
+			env = oci.WithEnv(cfg.Env)
+		}
+		cwd := cfg.WorkingDir
+		if cwd == "" {
+			cwd = "/"
+		}
+		opts := []oci.SpecOpts{
+			env,
+			oci.WithProcessArgs(append(slices.Clone(cfg.Entrypoint), cfg.Cmd...)...),
+			oci.WithProcessCwd(cwd),
+		}
+		if cfg.User == "" {
+			// The image's /etc/group may still give root more groups.
+			opts = append(opts, oci.WithAdditionalGIDs("root"))
+		} else {
+			opts = append(opts, oci.WithUser(cfg.User), func(ctx context.Context, client oci.Client, c *containers.Container, s *oci.Spec) error {
+				return oci.WithAdditionalGIDs(strconv.FormatUint(uint64(s.Process.User.UID), 10))(ctx, client, c, s)
+			})
+		}
+		return oci.ApplyOpts(ctx, client, c, s, opts...)
+	}
 }
 
 // SecretsDir is where functions find their secrets, as on OpenFaaS.

@@ -1,12 +1,10 @@
 package runtime
 
 import (
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -41,35 +39,39 @@ type cpuSample struct {
 	ns uint64
 }
 
+// readCgroup reads a replica's CPU time and memory through containerd's
+// cgroups library, loading only the controllers it reads: on cgroup v1 the
+// default hierarchy would stat every subsystem and Stat would read them all.
+// It reads whole stat files even so: about 450 µs a replica on cgroup v1
+// against 47 µs for the two files read by hand before (BenchmarkReadCgroup),
+// which an API call for usage can afford; no function call's path reaches
+// it.
 func readCgroup(cg string) (cpuNs uint64, mem float64, ok bool) {
 	if unified() {
-		stat, err := os.ReadFile(filepath.Join(cgroupRoot, cg, "cpu.stat"))
+		m, err := cgroup2.Load(cg)
 		if err != nil {
 			return 0, 0, false
 		}
-		for line := range strings.Lines(string(stat)) {
-			if v, found := strings.CutPrefix(line, "usage_usec "); found {
-				us, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-				cpuNs = us * 1000
-			}
+		st, err := m.Stat()
+		if err != nil || st.CPU == nil || st.Memory == nil {
+			return 0, 0, false
 		}
-		mem = readFloat(filepath.Join(cgroupRoot, cg, "memory.current"))
-		return cpuNs, mem, true
+		return st.CPU.UsageUsec * 1000, float64(st.Memory.Usage), true
 	}
-	data, err := os.ReadFile(filepath.Join(cgroupRoot, "cpuacct", cg, "cpuacct.usage"))
+	c, err := cgroup1.Load(cgroup1.StaticPath(cg), cgroup1.WithHierarchy(usageSubsystems))
 	if err != nil {
 		return 0, 0, false
 	}
-	cpuNs, _ = strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
-	mem = readFloat(filepath.Join(cgroupRoot, "memory", cg, "memory.usage_in_bytes"))
-	return cpuNs, mem, true
+	st, err := c.Stat(cgroup1.IgnoreNotExist)
+	if err != nil || st.CPU == nil || st.CPU.Usage == nil {
+		return 0, 0, false
+	}
+	if st.Memory != nil && st.Memory.Usage != nil {
+		mem = float64(st.Memory.Usage.Usage)
+	}
+	return st.CPU.Usage.Total, mem, true
 }
 
-func readFloat(p string) float64 {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return 0
-	}
-	f, _ := strconv.ParseFloat(strings.TrimSpace(string(data)), 64)
-	return f
+func usageSubsystems() ([]cgroup1.Subsystem, error) {
+	return []cgroup1.Subsystem{cgroup1.NewCpuacct(cgroupRoot), cgroup1.NewMemory(cgroupRoot)}, nil
 }
