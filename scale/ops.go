@@ -81,55 +81,37 @@ func (c *Controller) Scale(ctx context.Context, name string, replicas int) error
 	if replicas < 0 || replicas > function.ReplicaLimit {
 		return fmt.Errorf("%w: replicas must be between 0 and %d", function.ErrInvalid, function.ReplicaLimit)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f := (*c.fns.Load())[name]
-	if f == nil || f.isRemoving() {
-		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
-	}
-	spec := f.specCopy()
-	spec.Replicas = replicas
-	if err := c.st.PutFunction(spec); err != nil {
-		return fmt.Errorf("store %s: %w", name, err)
-	}
-	f.setReplicas(c.ctx, replicas)
-	f.touched.Store(true)
-	c.kickAutoscaler()
-	c.log.Info("scaled", "fn", name, "replicas", replicas)
-	return nil
+	return c.update(name, func(s *function.Spec) error {
+		s.Replicas = replicas
+		return nil
+	}, func(f *fn, _ function.Spec) {
+		f.setReplicas(c.ctx, replicas)
+		c.log.Info("scaled", "fn", name, "replicas", replicas)
+	})
 }
 
 // SetBounds overrides a function's min and max replicas (nil keeps one
 // as it is) and brings the replica count within them. The replicas keep
 // running: bounds are not part of the spec's hash.
 func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f := (*c.fns.Load())[name]
-	if f == nil || f.isRemoving() {
-		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
-	}
-	spec := f.specCopy()
-	if lo != nil {
-		spec.ScaleMin = lo
-	}
-	if hi != nil {
-		spec.ScaleMax = hi
-	}
-	if err := spec.ValidateBounds(); err != nil {
-		return err
-	}
-	if spec.Replicas > 0 {
-		spec.Replicas = min(max(spec.Replicas, spec.MinReplicas(), 1), spec.MaxReplicas())
-	}
-	if err := c.st.PutFunction(spec); err != nil {
-		return fmt.Errorf("store %s: %w", name, err)
-	}
-	f.setSpec(spec)
-	f.touched.Store(true)
-	c.kickAutoscaler()
-	c.log.Info("bounds set", "fn", name, "min", spec.MinReplicas(), "max", spec.MaxReplicas())
-	return nil
+	return c.update(name, func(s *function.Spec) error {
+		if lo != nil {
+			s.ScaleMin = lo
+		}
+		if hi != nil {
+			s.ScaleMax = hi
+		}
+		if err := s.ValidateBounds(); err != nil {
+			return err
+		}
+		if s.Replicas > 0 {
+			s.Replicas = min(max(s.Replicas, s.MinReplicas(), 1), s.MaxReplicas())
+		}
+		return nil
+	}, func(f *fn, s function.Spec) {
+		f.setSpec(s)
+		c.log.Info("bounds set", "fn", name, "min", s.MinReplicas(), "max", s.MaxReplicas())
+	})
 }
 
 // Restart replaces every replica of a function with a fresh one, through
@@ -137,6 +119,21 @@ func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) er
 // old ones drain. It raises the spec's restart generation, stored first,
 // so a restart survives a daemon restart half-way.
 func (c *Controller) Restart(_ context.Context, name string) error {
+	return c.update(name, func(s *function.Spec) error {
+		s.RestartGeneration++
+		s.UpdatedAt = time.Now().UTC()
+		return nil
+	}, func(f *fn, s function.Spec) {
+		f.setSpec(s)
+		c.log.Info("restarting", "fn", name, "generation", s.RestartGeneration)
+	})
+}
+
+// update changes a deployed function's stored spec, under c.mu so that
+// changes are applied in the order they are stored: edit a copy, store it,
+// then apply it to the running function. Nothing changes when edit or the
+// store refuses.
+func (c *Controller) update(name string, edit func(*function.Spec) error, apply func(*fn, function.Spec)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := (*c.fns.Load())[name]
@@ -144,15 +141,15 @@ func (c *Controller) Restart(_ context.Context, name string) error {
 		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 	}
 	spec := f.specCopy()
-	spec.RestartGeneration++
-	spec.UpdatedAt = time.Now().UTC()
+	if err := edit(&spec); err != nil {
+		return err
+	}
 	if err := c.st.PutFunction(spec); err != nil {
 		return fmt.Errorf("store %s: %w", name, err)
 	}
-	f.setSpec(spec)
+	apply(f, spec)
 	f.touched.Store(true)
 	c.kickAutoscaler()
-	c.log.Info("restarting", "fn", name, "generation", spec.RestartGeneration)
 	return nil
 }
 
