@@ -218,7 +218,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if out == nil {
-			out = p.outgoing(r, c, lease)
+			var cancel context.CancelFunc
+			out, cancel = p.outgoing(r, c, lease)
+			defer cancel()
 		}
 		c.lease, c.retryErr, c.refused = lease, nil, false
 		p.rp.ServeHTTP(w, out)
@@ -244,21 +246,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // outgoing makes the request sent upstream: the call rides in its context
 // for the ReverseProxy callbacks, with the function's deadline. A
 // WebSocket or other upgrade has none: it lives as long as both ends want.
-func (p *Proxy) outgoing(r *http.Request, c *call, lease function.Lease) *http.Request {
+// The caller ends the deadline's timer with cancel once the call is done.
+func (p *Proxy) outgoing(r *http.Request, c *call, lease function.Lease) (*http.Request, context.CancelFunc) {
 	ctx := r.Context()
 	c.client = ctx
+	cancel := context.CancelFunc(func() {})
 	if r.Header.Get("Upgrade") == "" {
 		c.timeout = lease.Timeout()
 		if c.timeout <= 0 {
 			c.timeout = p.timeout
 		}
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		c.timeCtx = ctx
-		// The request ends before ServeHTTP returns; so may the timer.
-		context.AfterFunc(r.Context(), cancel)
 	}
-	return r.WithContext(context.WithValue(ctx, callKey{}, c))
+	return r.WithContext(context.WithValue(ctx, callKey{}, c)), cancel
 }
 
 // acquire lends a replica, preferring one that has not refused this
