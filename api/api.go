@@ -51,6 +51,7 @@ type API struct {
 	projector SecretProjector
 	logsrc    Logs
 	proxy     http.Handler
+	async     http.Handler
 	gather    prometheus.Gatherer
 	log       *slog.Logger
 	ready     func() bool
@@ -67,6 +68,8 @@ type Deps struct {
 	Logs            Logs
 	// Proxy serves /function/*.
 	Proxy http.Handler
+	// Async, when set, serves POST /async-function/*.
+	Async http.Handler
 	// Gatherer feeds /metrics.
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the daemon has finished starting (for
@@ -80,7 +83,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs,
-		proxy: d.Proxy, gather: d.Gatherer, ready: d.Ready, log: log}
+		proxy: d.Proxy, async: d.Async, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
 // Handler returns the HTTP handler. With auth, /system/* requires basic
@@ -120,6 +123,9 @@ func (a *API) Handler(auth bool) http.Handler {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions, http.MethodHead} {
 		r.Handler(m, "/function/*path", a.proxy)
+	}
+	if a.async != nil {
+		r.Handler(http.MethodPost, "/async-function/*path", a.async)
 	}
 	return r
 }
