@@ -228,6 +228,13 @@ func (c *Client) InvokeAsync(ctx context.Context, name, path string, header http
 	return resp, nil
 }
 
+// Queue reports the async calls per function.
+func (c *Client) Queue(ctx context.Context) ([]wire.AsyncQueue, error) {
+	var out []wire.AsyncQueue
+	err := c.do(ctx, http.MethodGet, "/system/queue", nil, &out)
+	return out, err
+}
+
 // CreateSecret stores a new secret; an existing one is a 409 StatusError.
 func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) error {
 	return c.do(ctx, http.MethodPost, "/system/secrets", wire.Secret{Name: name, RawValue: value}, nil)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,10 +79,24 @@ type Queue struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 
-	mu      sync.Mutex // guards below
-	runCtx  context.Context
-	workers map[string]bool
-	wg      sync.WaitGroup
+	mu       sync.Mutex // guards below
+	runCtx   context.Context
+	workers  map[string]bool
+	inflight map[string]int64 // calls being run, by function
+	wg       sync.WaitGroup
+}
+
+// running is how many of name's calls are being run now.
+func (q *Queue) running(name string) int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.inflight[name]
+}
+
+func (q *Queue) addRunning(name string, d int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.inflight[name] += d
 }
 
 // Open starts the embedded server (or connects to cfg.URL) and makes sure
@@ -100,7 +115,7 @@ func Open(ctx context.Context, cfg Config, specs Specs, inv Invoker, log *slog.L
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 30 * time.Second}
 	}
-	q := &Queue{cfg: cfg, specs: specs, inv: inv, log: log, m: newMetrics(reg), workers: map[string]bool{}}
+	q := &Queue{cfg: cfg, specs: specs, inv: inv, log: log, m: newMetrics(reg), workers: map[string]bool{}, inflight: map[string]int64{}}
 	var err error
 	if cfg.URL != "" {
 		q.nc, err = nats.Connect(cfg.URL, nats.Name("ember"), nats.MaxReconnects(-1))
@@ -261,4 +276,43 @@ func (q *Queue) enqueue(ctx context.Context, c call, body []byte) error {
 	q.m.enqueued.WithLabelValues(c.Function).Inc()
 	q.ensureWorker(c.Function)
 	return nil
+}
+
+// Stats is one function's async calls: Queued not yet taken by its
+// worker, InFlight running now, Retrying taken and waiting for another
+// try.
+type Stats struct {
+	Function string
+	Queued   uint64
+	InFlight int
+	Retrying int
+}
+
+// Stats reports every function that has a worker, by name.
+func (q *Queue) Stats(ctx context.Context) ([]Stats, error) {
+	q.mu.Lock()
+	names := make([]string, 0, len(q.workers))
+	for n := range q.workers {
+		names = append(names, n)
+	}
+	q.mu.Unlock()
+	slices.Sort(names)
+	out := make([]Stats, 0, len(names))
+	for _, n := range names {
+		cons, err := q.js.Consumer(ctx, streamName, "fn-"+n)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue // its worker is (re)creating it
+		}
+		if err != nil {
+			return nil, fmt.Errorf("consumer of %s: %w", n, err)
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("consumer of %s: %w", n, err)
+		}
+		inflight := int(q.running(n))
+		out = append(out, Stats{Function: n, Queued: info.NumPending, InFlight: inflight,
+			Retrying: max(0, info.NumAckPending-inflight)})
+	}
+	return out, nil
 }

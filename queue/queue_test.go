@@ -232,3 +232,26 @@ func TestStoredCallsSurviveRestart(t *testing.T) {
 		t.Errorf("%d calls called back, want 20", len(rc.calls))
 	}
 }
+
+// A full queue refuses with 429 and Retry-After; nothing already stored
+// is lost.
+func TestFullQueue(t *testing.T) {
+	q, err := Open(t.Context(), Config{Dir: t.TempDir(), MaxCalls: 3}, testSpecs, &fakeInvoker{attempts: map[string]int{}}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for i := range 4 {
+		w := post(t, q, "/async-function/echo", "x", nil)
+		want := http.StatusAccepted
+		if i == 3 {
+			want = http.StatusTooManyRequests
+		}
+		if w.Code != want {
+			t.Fatalf("call %d: %d %s, want %d", i, w.Code, w.Body, want)
+		}
+		if i == 3 && w.Header().Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+}

@@ -118,7 +118,9 @@ func (q *Queue) handle(ctx context.Context, name string, msg jetstream.Msg) {
 	}
 	gauge := q.m.inflight.WithLabelValues(name)
 	gauge.Inc()
+	q.addRunning(name, 1)
 	res := q.invoke(ctx, c, msg)
+	q.addRunning(name, -1)
 	gauge.Dec()
 	if ctx.Err() != nil {
 		// Shutting down: the next start runs it again.

@@ -294,6 +294,12 @@ func TestAsyncSurvivesKill(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// ember queue shows the backlog while it drains.
+	out := d.mustEmber("queue")
+	if got := listColumn(out, "slow", "QUEUED"); got == "" || got == "0" {
+		t.Errorf("ember queue during the run shows QUEUED %q:\n%s", got, out)
+	}
+	t.Logf("ember queue:\n%s", out)
 	d.kill9()
 	cb.mu.Lock()
 	atKill := cb.total
@@ -310,6 +316,11 @@ func TestAsyncSurvivesKill(t *testing.T) {
 			}
 		}
 		dups += len(got) - 1
+	}
+	var qs []wire.AsyncQueue
+	if err := json.Unmarshal([]byte(d.mustEmber("queue", "-o", "json")), &qs); err != nil || len(qs) != 1 ||
+		qs[0] != (wire.AsyncQueue{Function: "slow"}) {
+		t.Errorf("ember queue after the run: %+v %v, want slow with nothing left", qs, err)
 	}
 	t.Logf("%d calls, daemon SIGKILLed after %d callbacks and restarted: all %d called back, %d twice", n, atKill, n, dups)
 	if dups > inflight {

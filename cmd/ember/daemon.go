@@ -205,7 +205,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
-		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, Gatherer: reg},
+		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg},
 		log.With("component", "api"))
 
 	if o.Pprof != "" {
@@ -269,6 +269,18 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		err = nil
 	}
 	return err
+}
+
+// asyncQueues reports the queue in the API's types.
+func asyncQueues(q *queue.Queue) func(context.Context) ([]wire.AsyncQueue, error) {
+	return func(ctx context.Context) ([]wire.AsyncQueue, error) {
+		st, err := q.Stats(ctx)
+		out := make([]wire.AsyncQueue, 0, len(st))
+		for _, s := range st {
+			out = append(out, wire.AsyncQueue(s))
+		}
+		return out, err
+	}
 }
 
 // unixLimits are the limits of the unix socket: the same header and idle
