@@ -402,7 +402,7 @@ func TestAsyncExternalNATS(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	d := newDaemon(t, e, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", port))
+	d := newDaemon(t, e, "--nats-url", fmt.Sprintf("nats://127.0.0.1:%d", port), "--async-ack-wait", "3s")
 	cb := newCallbacks(t)
 	deployParked(t, d, e, "ext", "--annotation", queue.AnnotationRetryMinWait+"=100ms")
 	ids, rate := submit(t, d, 200, "ext", func(i int) string { return fmt.Sprintf("/async-function/ext/%d", i) }, cb.url)
