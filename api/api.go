@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
 )
 
@@ -48,12 +49,14 @@ type API struct {
 	images  Images
 	secrets Secrets
 	// projector is nil when nothing needs telling of secret changes.
-	projector SecretProjector
-	logsrc    Logs
-	proxy     http.Handler
-	gather    prometheus.Gatherer
-	log       *slog.Logger
-	ready     func() bool
+	projector   SecretProjector
+	logsrc      Logs
+	proxy       http.Handler
+	async       http.Handler
+	asyncQueues func(context.Context) ([]wire.AsyncQueue, error)
+	gather      prometheus.Gatherer
+	log         *slog.Logger
+	ready       func() bool
 }
 
 // Deps are the API's collaborators.
@@ -67,6 +70,10 @@ type Deps struct {
 	Logs            Logs
 	// Proxy serves /function/*.
 	Proxy http.Handler
+	// Async, when set, serves POST /async-function/*.
+	Async http.Handler
+	// AsyncQueues, when set, reports the async queue for GET /system/queue.
+	AsyncQueues func(context.Context) ([]wire.AsyncQueue, error)
 	// Gatherer feeds /metrics.
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the daemon has finished starting (for
@@ -80,7 +87,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs,
-		proxy: d.Proxy, gather: d.Gatherer, ready: d.Ready, log: log}
+		proxy: d.Proxy, async: d.Async, asyncQueues: d.AsyncQueues, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
 // Handler returns the HTTP handler. With auth, /system/* requires basic
@@ -112,6 +119,9 @@ func (a *API) Handler(auth bool) http.Handler {
 	sys(http.MethodDelete, "/system/secrets", a.deleteSecret)
 	sys(http.MethodGet, "/system/logs", a.logs)
 	sys(http.MethodGet, "/system/namespace/:name", a.namespace)
+	if a.asyncQueues != nil {
+		sys(http.MethodGet, "/system/queue", a.queue)
+	}
 
 	r.Handle(http.MethodGet, "/healthz", a.healthz)
 	r.Handle(http.MethodHead, "/healthz", a.healthz)
@@ -120,6 +130,9 @@ func (a *API) Handler(auth bool) http.Handler {
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions, http.MethodHead} {
 		r.Handler(m, "/function/*path", a.proxy)
+	}
+	if a.async != nil {
+		r.Handler(http.MethodPost, "/async-function/*path", a.async)
 	}
 	return r
 }
@@ -143,4 +156,15 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request, _ httprouter.Param
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	io.WriteString(w, "OK")
+}
+
+// queue reports the async calls per function.
+func (a *API) queue(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+	qs, err := a.asyncQueues(r.Context())
+	if err != nil {
+		a.log.Warn("async queue stats", "err", err)
+		http.Error(w, "async queue: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, qs)
 }

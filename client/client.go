@@ -204,6 +204,37 @@ func (c *Client) Invoke(ctx context.Context, name, method, path string, header h
 	return resp, nil
 }
 
+// InvokeAsync queues a call to a function at path with POST
+// (/async-function/NAME/PATH); the daemon answers 202 with X-Call-Id once
+// the call is stored. The caller closes the response body.
+func (c *Client) InvokeAsync(ctx context.Context, name, path string, header http.Header, body io.Reader) (*http.Response, error) {
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	if path == "/" {
+		path = ""
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/async-function/"+url.PathEscape(name)+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ember daemon: %w", err)
+	}
+	return resp, nil
+}
+
+// Queue reports the async calls per function.
+func (c *Client) Queue(ctx context.Context) ([]wire.AsyncQueue, error) {
+	var out []wire.AsyncQueue
+	err := c.do(ctx, http.MethodGet, "/system/queue", nil, &out)
+	return out, err
+}
+
 // CreateSecret stores a new secret; an existing one is a 409 StatusError.
 func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) error {
 	return c.do(ctx, http.MethodPost, "/system/secrets", wire.Secret{Name: name, RawValue: value}, nil)

@@ -91,3 +91,13 @@ type CleanupStatus struct {
 	LastError string    `json:"lastError,omitempty"`
 	RetryAt   time.Time `json:"retryAt,omitzero"`
 }
+
+// AsyncQueue is one function's async calls, for GET /system/queue:
+// Queued not yet taken by its worker, InFlight running now, Retrying
+// taken and waiting to be tried again.
+type AsyncQueue struct {
+	Function string `json:"function"`
+	Queued   uint64 `json:"queued"`
+	InFlight int    `json:"inFlight"`
+	Retrying int    `json:"retrying"`
+}

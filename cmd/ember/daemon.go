@@ -27,6 +27,7 @@ import (
 	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/network"
 	"github.com/emberfaas/ember/proxy"
+	"github.com/emberfaas/ember/queue"
 	"github.com/emberfaas/ember/runtime"
 	"github.com/emberfaas/ember/scale"
 	"github.com/emberfaas/ember/store"
@@ -55,6 +56,10 @@ type daemonOptions struct {
 	LogMaxFiles        int
 	LogLevel           string
 	Pprof              string
+	NATSURL            string
+	AsyncMaxBody       int64
+	AsyncMaxCalls      int64
+	AsyncAckWait       time.Duration
 	// Limits protect the TCP listener from slow and idle clients.
 	Limits serverLimits
 }
@@ -95,6 +100,10 @@ func newDaemonCmd() *cobra.Command {
 	f.IntVar(&o.Limits.MaxConnections, "max-connections", 2048, "connections open at once on --listen (0: no cap); more are answered 503 and closed")
 	f.Int64Var(&o.LogMaxSize, "log-max-size", 10<<20, "bytes at which a replica's log rotates")
 	f.IntVar(&o.LogMaxFiles, "log-max-files", 2, "log files kept per replica, the current one included")
+	f.StringVar(&o.NATSURL, "nats-url", "", "NATS server with JetStream for async calls, such as nats://10.0.0.5:4222 (default: one embedded in the daemon, stored under the state dir)")
+	f.Int64Var(&o.AsyncMaxBody, "async-max-body", queue.DefaultMaxBody, "largest body of an async call, in bytes; larger get 413")
+	f.Int64Var(&o.AsyncMaxCalls, "async-max-calls", queue.DefaultMaxCalls, "async calls stored at once; more get 429")
+	f.DurationVar(&o.AsyncAckWait, "async-ack-wait", queue.DefaultAckWait, "how long an async call taken by a daemon that died waits before it is run again")
 	f.StringVar(&o.Pprof, "pprof", "", "serve Go's profiler on this address, such as 127.0.0.1:6060 (off by default)")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
@@ -184,12 +193,19 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	px := proxy.New(ctrl, nil, reg, log.With("component", "proxy"), proxy.WithUpstreamTimeout(o.UpstreamTimeout))
+	q, err := queue.Open(ctx, queue.Config{Dir: filepath.Join(o.StateDir, "queue"), URL: o.NATSURL,
+		MaxBody: o.AsyncMaxBody, MaxCalls: o.AsyncMaxCalls, AckWait: o.AsyncAckWait},
+		ctrl, px, log.With("component", "queue"), reg)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
-		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Gatherer: reg},
+		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg},
 		log.With("component", "api"))
 
 	if o.Pprof != "" {
@@ -218,6 +234,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	go func() { ctrlDone <- ctrl.Run(runCtx) }()
 	rtDone := make(chan error, 1)
 	go func() { rtDone <- rt.Run(runCtx) }()
+	queueDone := make(chan error, 1)
+	go func() { queueDone <- q.Run(runCtx) }()
 	srvErr := make(chan error, 2)
 	go func() { srvErr <- tcpSrv.Serve(tcpLn) }()
 	go func() { srvErr <- unixSrv.Serve(unixLn) }()
@@ -242,12 +260,27 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	tcpSrv.Shutdown(sctx)
 	unixSrv.Shutdown(sctx)
 	cancelRun()
+	if err := <-queueDone; err != nil {
+		log.Error("async queue", "err", err)
+	}
 	<-ctrlDone
 	<-rtDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// asyncQueues reports the queue in the API's types.
+func asyncQueues(q *queue.Queue) func(context.Context) ([]wire.AsyncQueue, error) {
+	return func(ctx context.Context) ([]wire.AsyncQueue, error) {
+		st, err := q.Stats(ctx)
+		out := make([]wire.AsyncQueue, 0, len(st))
+		for _, s := range st {
+			out = append(out, wire.AsyncQueue(s))
+		}
+		return out, err
+	}
 }
 
 // unixLimits are the limits of the unix socket: the same header and idle
@@ -359,6 +392,8 @@ var (
 	_ scale.Sweeper   = (*runtime.Runtime)(nil)
 	_ scale.Store     = (*store.Store)(nil)
 	_ proxy.Backends  = (*scale.Controller)(nil)
+	_ queue.Specs     = (*scale.Controller)(nil)
+	_ queue.Invoker   = (*proxy.Proxy)(nil)
 	_ api.Functions   = (*scale.Controller)(nil)
 	_ api.Images      = (*runtime.Runtime)(nil)
 	_ api.Logs        = (*runtime.Runtime)(nil)

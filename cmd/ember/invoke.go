@@ -16,6 +16,8 @@ import (
 type invokeOptions struct {
 	Name, Path, Method string
 	Headers            []string
+	Async              bool
+	Callback           string
 }
 
 func newInvokeCmd() *cobra.Command {
@@ -32,6 +34,8 @@ func newInvokeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.Path, "path", "/", "path (and query) below /function/NAME")
 	cmd.Flags().StringVarP(&o.Method, "method", "m", "", "HTTP method (default POST with a body on stdin, else GET)")
 	cmd.Flags().StringArrayVarP(&o.Headers, "header", "H", nil, "request header 'K: V' (repeatable)")
+	cmd.Flags().BoolVar(&o.Async, "async", false, "queue the call (POST /async-function/NAME) and print its call ID instead of waiting for the answer")
+	cmd.Flags().StringVar(&o.Callback, "callback", "", "with --async: URL that receives the function's answer (X-Callback-Url)")
 	return cmd
 }
 
@@ -43,6 +47,12 @@ func runInvoke(ctx context.Context, c *client.Client, o invokeOptions, stdin io.
 			return fmt.Errorf("--header %q: want 'Key: Value'", kv)
 		}
 		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	if o.Callback != "" {
+		if !o.Async {
+			return fmt.Errorf("--callback needs --async")
+		}
+		h.Set("X-Callback-Url", o.Callback)
 	}
 	var body io.Reader
 	method := strings.ToUpper(o.Method)
@@ -56,9 +66,15 @@ func runInvoke(ctx context.Context, c *client.Client, o invokeOptions, stdin io.
 	}
 	if method == "" {
 		method = http.MethodGet
-		if body != nil {
+		if body != nil || o.Async {
 			method = http.MethodPost
 		}
+	}
+	if o.Async {
+		if method != http.MethodPost {
+			return fmt.Errorf("--async calls are POST, not %s", method)
+		}
+		return runInvokeAsync(ctx, c, o, h, body, stdout, stderr)
 	}
 	resp, err := c.Invoke(ctx, o.Name, method, o.Path, h, body)
 	if err != nil {
@@ -72,4 +88,23 @@ func runInvoke(ctx context.Context, c *client.Client, o invokeOptions, stdin io.
 	}
 	_, err = io.Copy(stdout, resp.Body)
 	return err
+}
+
+// runInvokeAsync queues the call and prints its call ID.
+func runInvokeAsync(ctx context.Context, c *client.Client, o invokeOptions, h http.Header, body io.Reader, stdout, stderr io.Writer) error {
+	if body == nil {
+		body = http.NoBody
+	}
+	resp, err := c.InvokeAsync(ctx, o.Name, o.Path, h, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		fmt.Fprintf(stderr, "ember: %s answered %s: %s\n", o.Name, resp.Status, strings.TrimSpace(string(msg)))
+		return &exitError{}
+	}
+	fmt.Fprintln(stdout, resp.Header.Get("X-Call-Id"))
+	return nil
 }

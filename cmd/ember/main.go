@@ -76,6 +76,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newDaemonCmd(), newDeployCmd(), newListCmd(), newDescribeCmd(), newRemoveCmd(),
 		newInvokeCmd(), newScaleCmd(), newRestartCmd(), newImportCmd(), newVersionCmd(), newSecretCmd(), newLogsCmd())
 	root.AddCommand(newStatusCmd())
+	root.AddCommand(newQueueCmd())
 	return root
 }
 

@@ -21,7 +21,7 @@ type Config struct {
 	// succeeds (they are always kept when it fails).
 	KeepLogs bool
 	// Only, if set, is a comma-separated list of the scenarios to run
-	// (gateway, wake, deploy, autoscale, density); a partial run skips the
+	// (gateway, wake, deploy, autoscale, density, async); a partial run skips the
 	// checks that every scenario produced numbers.
 	Only string
 }
@@ -40,9 +40,10 @@ type sizes struct {
 	// window + 60s down window) and the first periodic exec probes come
 	// due (a minute after a replica's start-up probe), so the window sees
 	// the steady state.
-	settle   time.Duration
-	rest     time.Duration
-	recovery int // functions
+	settle     time.Duration
+	rest       time.Duration
+	recovery   int // functions
+	asyncCalls int
 }
 
 var (
@@ -50,13 +51,13 @@ var (
 		gatewayRounds: 5, round: time.Second, warmup: time.Second,
 		wakes: 20, deploys: 10, autoSteps: 3,
 		density: 50, settle: 65 * time.Second, rest: 60 * time.Second,
-		recovery: 20,
+		recovery: 20, asyncCalls: 2000,
 	}
 	short = sizes{
 		gatewayRounds: 2, round: 200 * time.Millisecond, warmup: 200 * time.Millisecond,
 		wakes: 3, deploys: 2, autoSteps: 1,
 		density: 5, settle: time.Second, rest: 3 * time.Second,
-		recovery: 3,
+		recovery: 3, asyncCalls: 50,
 	}
 )
 
@@ -117,6 +118,7 @@ func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 		{"deploy", b.runDeploy},
 		{"autoscale", b.runAutoscale},
 		{"density and recovery", b.runDensity},
+		{"async", b.runAsync},
 	}
 	for _, s := range scenarios {
 		if ctx.Err() != nil {
@@ -180,6 +182,9 @@ func (r *Report) rows() []Row {
 	if r.Recovery != nil {
 		rows = append(rows, r.Recovery.rows()...)
 	}
+	if r.Async != nil {
+		rows = append(rows, r.Async.rows()...)
+	}
 	return rows
 }
 
@@ -198,6 +203,10 @@ func (r *Report) check() []string {
 	missing("autoscale", r.Autoscale != nil && r.Autoscale.AllReady.N > 0)
 	missing("density", r.Density != nil && r.Density.Functions > 0 && r.Density.Shims > 0)
 	missing("recovery", r.Recovery != nil && r.Recovery.AllServingMs > 0)
+	missing("async", r.Async != nil && r.Async.Callback.N > 0 && r.Async.Sync.N > 0)
+	if r.Async != nil && r.Async.Missing > 0 {
+		p = append(p, fmt.Sprintf("async: %d calls without exactly one callback", r.Async.Missing))
+	}
 	if r.Gateway != nil && r.Gateway.Failed > 0 {
 		p = append(p, fmt.Sprintf("gateway: %d requests failed through the gateway: %v", r.Gateway.Failed, r.Gateway.Errors))
 	}

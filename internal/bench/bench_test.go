@@ -96,7 +96,7 @@ func TestClosedLoop(t *testing.T) {
 
 func TestReportCheck(t *testing.T) {
 	var r Report
-	if p := r.check(); len(p) != 6 {
+	if p := r.check(); len(p) != 7 {
 		t.Errorf("empty report: %d problems, want one per scenario: %q", len(p), p)
 	}
 	r.Autoscale = &AutoscaleResult{AllReady: Dist{N: 1}, Failed: 2}
@@ -106,6 +106,10 @@ func TestReportCheck(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("failed autoscale requests not reported: %q", r.check())
+	}
+	r.Async = &AsyncResult{Callback: Dist{N: 1}, Sync: Dist{N: 1}, Missing: 3}
+	if p := strings.Join(r.check(), "\n"); !strings.Contains(p, "3 calls without exactly one callback") {
+		t.Errorf("async calls without a callback not reported: %s", p)
 	}
 	var b strings.Builder
 	r.Table = r.rows()

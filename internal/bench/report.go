@@ -35,6 +35,7 @@ type Report struct {
 	Autoscale *AutoscaleResult `json:"autoscale,omitempty"`
 	Density   *DensityResult   `json:"density,omitempty"`
 	Recovery  *RecoveryResult  `json:"recovery,omitempty"`
+	Async     *AsyncResult     `json:"async,omitempty"`
 	Table     []Row            `json:"table"`
 	Problems  []string         `json:"problems,omitempty"`
 }

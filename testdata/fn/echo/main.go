@@ -28,6 +28,9 @@
 //	/_/stream?n=N&ms=M   write N lines, one every M ms, flushing each
 //	/_/status?code=N     answer status N with body "status N"
 //	/_/redirect          302 to /elsewhere
+//	/_/flaky?fail=N&code=C  answer C (default 503) to the first N requests
+//	                     with one X-Call-Id, then as the catch-all does:
+//	                     a function that is overloaded for a while
 //	POST /_/effect       POST the body to SINK_URL, then answer as the
 //	                     catch-all does: a side effect a test can count
 //	anything else        200 with a JSON description of the request
@@ -51,6 +54,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -270,6 +274,22 @@ func newMux(exit chan<- int, readyStatus int) *http.ServeMux {
 	})
 	mux.HandleFunc("/_/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	})
+	var flakyMu sync.Mutex
+	flakySeen := map[string]int{} // X-Call-Id → requests seen
+	mux.HandleFunc("/_/flaky", func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Call-Id")
+		flakyMu.Lock()
+		flakySeen[id]++
+		n := flakySeen[id]
+		flakyMu.Unlock()
+		if n <= intParam(r, "fail", 2) {
+			code := intParam(r, "code", http.StatusServiceUnavailable)
+			w.WriteHeader(code)
+			fmt.Fprintf(w, "status %d, attempt %d", code, n)
+			return
+		}
+		echo(w, r)
 	})
 	mux.HandleFunc("POST /_/effect", effect)
 	mux.HandleFunc("/", echo)
