@@ -26,6 +26,9 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 			}
 		}
 	}
+	if spec.IsService() && (c.health == nil || c.hosts == nil) {
+		return fmt.Errorf("%w: this controller runs no services", function.ErrInvalid)
+	}
 	if _, err := c.images.EnsureImage(ctx, spec.Image); err != nil {
 		return err
 	}
@@ -36,6 +39,9 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 	old, err := c.st.Function(spec.Name)
 	switch {
 	case err == nil:
+		if old.IsService() != spec.IsService() {
+			return fmt.Errorf("%w: %s is a %s", function.ErrExists, spec.Name, kindOf(old))
+		}
 		spec.CreatedAt = old.CreatedAt
 		if spec.Replicas == 0 {
 			spec.Replicas = old.Replicas
@@ -87,6 +93,9 @@ func (c *Controller) Scale(ctx context.Context, name string, replicas int) error
 	if f == nil || f.isRemoving() {
 		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 	}
+	if f.service {
+		return errService(name, "scaled")
+	}
 	spec := f.specCopy()
 	spec.Replicas = replicas
 	if err := c.st.PutFunction(spec); err != nil {
@@ -108,6 +117,9 @@ func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) er
 	f := (*c.fns.Load())[name]
 	if f == nil || f.isRemoving() {
 		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
+	}
+	if f.service {
+		return errService(name, "scaled")
 	}
 	spec := f.specCopy()
 	if lo != nil {
@@ -171,6 +183,9 @@ func (c *Controller) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	f.markRemoving()
+	if f.service {
+		c.kickHosts()
+	}
 	if !c.started {
 		// No loop to drain it (tests that never Run): drop it now.
 		c.dropLocked(f)
