@@ -50,6 +50,7 @@ type API struct {
 	// projector is nil when nothing needs telling of secret changes.
 	projector SecretProjector
 	logsrc    Logs
+	svc       ServiceHost
 	proxy     http.Handler
 	gather    prometheus.Gatherer
 	log       *slog.Logger
@@ -65,6 +66,8 @@ type Deps struct {
 	// deletion, so running replicas see the change.
 	SecretProjector SecretProjector
 	Logs            Logs
+	// Services, when set, enables /system/services.
+	Services ServiceHost
 	// Proxy serves /function/*.
 	Proxy http.Handler
 	// Gatherer feeds /metrics.
@@ -79,7 +82,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs,
+	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs, svc: d.Services,
 		proxy: d.Proxy, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
@@ -112,6 +115,10 @@ func (a *API) Handler(auth bool) http.Handler {
 	sys(http.MethodDelete, "/system/secrets", a.deleteSecret)
 	sys(http.MethodGet, "/system/logs", a.logs)
 	sys(http.MethodGet, "/system/namespace/:name", a.namespace)
+	sys(http.MethodGet, "/system/services", a.listServices)
+	sys(http.MethodPost, "/system/services", a.upServices)
+	sys(http.MethodDelete, "/system/services/:name", a.downService)
+	sys(http.MethodPost, "/system/services/:name/restart", a.restartService)
 
 	r.Handle(http.MethodGet, "/healthz", a.healthz)
 	r.Handle(http.MethodHead, "/healthz", a.healthz)

@@ -156,3 +156,23 @@ func (r *Runtime) hostsFile(id, name string, ip, gateway netip.Addr) []byte {
 	delete(h, name) // its own line names it already
 	return withServiceHosts(hostsContent(id, name, ip, gateway), h)
 }
+
+// CheckMounts checks a service's mounts as Create will, before anything
+// is created: bind sources allowed and present.
+func (r *Runtime) CheckMounts(spec function.Spec) error {
+	if spec.Service == nil {
+		return nil
+	}
+	for _, m := range spec.Service.Mounts {
+		if m.Volume != "" {
+			continue
+		}
+		if why := function.BindAllowed(m.Source, r.cfg.StateDir); why != "" {
+			return fmt.Errorf("%w: bind mount %s: host path %s", function.ErrInvalid, m.Source, why)
+		}
+		if _, err := os.Stat(m.Source); err != nil {
+			return fmt.Errorf("%w: bind mount: %w", function.ErrInvalid, err)
+		}
+	}
+	return nil
+}
