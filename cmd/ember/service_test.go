@@ -178,6 +178,14 @@ func TestServiceKeepsData(t *testing.T) {
 	d.serviceReady("kv", "")
 	get("after SIGKILL and restart of the daemon", "hello")
 
+	// A reboot, as far as containerd's tasks go: the daemon dies, then
+	// every task with it; containers and volumes stay.
+	d.kill9()
+	killTasks(t, d.e, d.ns)
+	d.start()
+	d.serviceReady("kv", "")
+	get("after every task was gone", "hello")
+
 	if out := d.mustEmber("service", "ls"); !strings.Contains(out, "kv") || !strings.Contains(out, "ready") {
 		t.Errorf("service ls:\n%s", out)
 	}
