@@ -192,6 +192,9 @@ func TestServiceKeepsData(t *testing.T) {
 	if out := d.mustEmber("service", "logs", "kv"); !strings.Contains(out, "kv serving on :7000") {
 		t.Errorf("service logs:\n%s", out)
 	}
+	if out := d.mustEmber("status"); !strings.Contains(out, "Services:") {
+		t.Errorf("status does not list services:\n%s", out)
+	}
 	if out := d.mustEmber("list"); strings.Contains(out, "kv") {
 		t.Errorf("ember list shows the service among functions:\n%s", out)
 	}
