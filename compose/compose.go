@@ -65,6 +65,9 @@ func Load(ctx context.Context, f File) ([]function.Spec, error) {
 }
 
 func unsupported(where, key string) error {
+	if where == "" {
+		return fmt.Errorf("%w: key %q is not supported by ember", function.ErrInvalid, key)
+	}
 	return fmt.Errorf("%w: %s: key %q is not supported by ember", function.ErrInvalid, where, key)
 }
 
@@ -124,7 +127,7 @@ func checkKeys(where string, v any, allowed ...string) error {
 }
 
 func toSpec(p *types.Project, s types.ServiceConfig) (function.Spec, error) {
-	if err := checkKeys("service", s, serviceKeys...); err != nil {
+	if err := checkKeys("", s, serviceKeys...); err != nil {
 		return function.Spec{}, err
 	}
 	if strings.TrimSpace(s.Image) == "" {

@@ -186,9 +186,11 @@ func TestServiceKeepsData(t *testing.T) {
 	d.serviceReady("kv", "")
 	get("after every task was gone", "hello")
 
-	if out := d.mustEmber("service", "ls"); !strings.Contains(out, "kv") || !strings.Contains(out, "ready") {
+	out := d.mustEmber("service", "ls")
+	if !strings.Contains(out, "kv") || !strings.Contains(out, "ready") {
 		t.Errorf("service ls:\n%s", out)
 	}
+	t.Logf("$ ember service ls\n%s", out)
 	if out := d.mustEmber("service", "logs", "kv"); !strings.Contains(out, "kv serving on :7000") {
 		t.Errorf("service logs:\n%s", out)
 	}
