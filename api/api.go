@@ -51,6 +51,7 @@ type API struct {
 	// projector is nil when nothing needs telling of secret changes.
 	projector   SecretProjector
 	logsrc      Logs
+	svc         ServiceHost
 	proxy       http.Handler
 	async       http.Handler
 	asyncQueues func(context.Context) ([]wire.AsyncQueue, error)
@@ -68,6 +69,8 @@ type Deps struct {
 	// deletion, so running replicas see the change.
 	SecretProjector SecretProjector
 	Logs            Logs
+	// Services, when set, enables /system/services.
+	Services ServiceHost
 	// Proxy serves /function/*.
 	Proxy http.Handler
 	// Async, when set, serves POST /async-function/*.
@@ -86,7 +89,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
-	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs,
+	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs, svc: d.Services,
 		proxy: d.Proxy, async: d.Async, asyncQueues: d.AsyncQueues, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
@@ -122,6 +125,10 @@ func (a *API) Handler(auth bool) http.Handler {
 	if a.asyncQueues != nil {
 		sys(http.MethodGet, "/system/queue", a.queue)
 	}
+	sys(http.MethodGet, "/system/services", a.listServices)
+	sys(http.MethodPost, "/system/services", a.upServices)
+	sys(http.MethodDelete, "/system/services/:name", a.downService)
+	sys(http.MethodPost, "/system/services/:name/restart", a.restartService)
 
 	r.Handle(http.MethodGet, "/healthz", a.healthz)
 	r.Handle(http.MethodHead, "/healthz", a.healthz)

@@ -331,6 +331,7 @@ type server struct {
 	secrets *fakeSecrets
 	proj    *fakeProjector
 	logs    *fakeLogs
+	host    *fakeServiceHost
 	url     string
 	ready   *readyFlag
 }
@@ -347,7 +348,7 @@ func (b *readyFlag) get() bool  { b.mu.Lock(); defer b.mu.Unlock(); return b.v }
 func newServer(t *testing.T, auth bool, specs ...function.Spec) *server {
 	t.Helper()
 	s := &server{fns: newFakeFunctions(specs...), images: &fakeImages{}, secrets: newFakeSecrets(), proj: &fakeProjector{},
-		logs: &fakeLogs{}, ready: &readyFlag{v: true}}
+		logs: &fakeLogs{}, ready: &readyFlag{v: true}, host: newFakeServiceHost()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "ember_test_total", Help: "test"}))
 	proxy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -355,7 +356,8 @@ func newServer(t *testing.T, auth bool, specs ...function.Spec) *server {
 	})
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	a := api.New(api.Config{Version: "1.2.3", Commit: "abc1234", User: user, Password: password, MaxBodyBytes: maxBody},
-		api.Deps{Functions: s.fns, Images: s.images, Secrets: s.secrets, SecretProjector: s.proj, Logs: s.logs, Proxy: proxy, Gatherer: reg, Ready: s.ready.get},
+		api.Deps{Functions: s.fns, Images: s.images, Secrets: s.secrets, SecretProjector: s.proj, Logs: s.logs, Proxy: proxy, Gatherer: reg, Ready: s.ready.get,
+			Services: s.host},
 		log)
 	srv := httptest.NewServer(a.Handler(auth))
 	t.Cleanup(srv.Close)

@@ -21,6 +21,9 @@ func (a *API) listFunctions(w http.ResponseWriter, r *http.Request, _ httprouter
 	specs := a.fns.Functions()
 	out := make([]wire.FunctionStatus, 0, len(specs))
 	for _, s := range specs {
+		if s.IsService() {
+			continue // under /system/services
+		}
 		st, err := a.fns.Status(s.Name)
 		if err != nil {
 			continue // removed meanwhile
@@ -109,6 +112,10 @@ func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request, _ httproute
 	}
 	name, ok := a.resolve(w, req.FunctionName, namespaceOf(req.Namespace, r))
 	if !ok {
+		return
+	}
+	if s, err := a.fns.Spec(name); err == nil && s.IsService() {
+		writeError(w, fmt.Errorf("function %s: %w (it is a service: ember service down)", name, function.ErrNotFound))
 		return
 	}
 	if err := a.fns.Remove(r.Context(), name); err != nil {

@@ -83,12 +83,24 @@ func (a *API) systemStatus(w http.ResponseWriter, r *http.Request, _ httprouter.
 		if err != nil {
 			continue // removed meanwhile
 		}
-		phase := fs.Phase
-		if phase == "" {
-			phase = wire.PhaseActive
+		switch phase := fs.Phase; {
+		case spec.IsService():
+			if st.Services == nil {
+				st.Services = &wire.Counts{ByState: map[string]int{}}
+			}
+			state := "none"
+			if len(fs.Replicas) > 0 {
+				state = string(fs.Replicas[0].State)
+			}
+			st.Services.Total++
+			st.Services.ByState[state]++
+		default:
+			if phase == "" {
+				phase = wire.PhaseActive
+			}
+			st.Functions.Total++
+			st.Functions.ByState[phase]++
 		}
-		st.Functions.Total++
-		st.Functions.ByState[phase]++
 		for _, rep := range fs.Replicas {
 			st.Replicas.Total++
 			st.Replicas.ByState[string(rep.State)]++

@@ -101,6 +101,8 @@ type Resources struct {
 
 // Spec is the desired state of one function.
 type Spec struct {
+	// Kind is KindFunction (or empty) or KindService.
+	Kind                   string            `json:"kind,omitempty"`
 	Name                   string            `json:"name"`
 	Image                  string            `json:"image"`
 	EnvProcess             string            `json:"envProcess,omitempty"`
@@ -112,6 +114,8 @@ type Spec struct {
 	Limits                 *Resources        `json:"limits,omitempty"`
 	Requests               *Resources        `json:"requests,omitempty"`
 	ReadOnlyRootFilesystem bool              `json:"readOnlyRootFilesystem,omitempty"`
+	// Service holds a service's settings; nil for a function.
+	Service *Service `json:"service,omitempty"`
 
 	// Replicas is the desired replica count set by a scale request; zero
 	// means "use the min label".
@@ -139,6 +143,7 @@ func (s Spec) Clone() Spec {
 	c.Annotations = maps.Clone(s.Annotations)
 	c.Secrets = slices.Clone(s.Secrets)
 	c.Constraints = slices.Clone(s.Constraints)
+	c.Service = s.Service.clone()
 	if s.ScaleMin != nil {
 		v := *s.ScaleMin
 		c.ScaleMin = &v
@@ -161,6 +166,9 @@ func (s Spec) Clone() Spec {
 // Validate checks everything that can be checked without a registry.
 func (s Spec) Validate() error {
 	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if err := s.validateService(); err != nil {
 		return err
 	}
 	if strings.TrimSpace(s.Image) == "" {

@@ -22,6 +22,9 @@ const LabelFunctionName = "faas_function"
 func (s Spec) Normalize() Spec {
 	c := s.Clone()
 	c.Image = NormalizeImage(c.Image)
+	if c.Kind == KindFunction {
+		c.Kind = ""
+	}
 	if c.Labels != nil {
 		delete(c.Labels, LabelFunctionName)
 	}
@@ -81,6 +84,9 @@ func (s Spec) rawHash() string {
 		s.Secrets, s.Limits, s.Requests, s.ReadOnlyRootFilesystem})
 	// Only when set, so that specs stored before restarts existed keep
 	// their hash and an upgrade restarts nothing.
+	if s.IsService() {
+		_ = enc.Encode([]any{s.Kind, s.Service})
+	}
 	if s.RestartGeneration != 0 {
 		fmt.Fprintf(h, "restart %d\n", s.RestartGeneration)
 	}

@@ -12,7 +12,11 @@ import (
 const ReplicaLimit = 1000
 
 // MinReplicas is ScaleMin, else the label com.openfaas.scale.min, default 1.
+// A service always has exactly one.
 func (s Spec) MinReplicas() int {
+	if s.IsService() {
+		return 1
+	}
 	if s.ScaleMin != nil {
 		return *s.ScaleMin
 	}
@@ -21,6 +25,9 @@ func (s Spec) MinReplicas() int {
 
 // MaxReplicas is ScaleMax, else the label com.openfaas.scale.max, default 20.
 func (s Spec) MaxReplicas() int {
+	if s.IsService() {
+		return 1
+	}
 	if s.ScaleMax != nil {
 		return *s.ScaleMax
 	}
@@ -33,6 +40,9 @@ func (s Spec) Autoscaled() bool { return s.MaxReplicas() > s.MinReplicas() }
 
 // DesiredReplicas is the replica count the controller converges to.
 func (s Spec) DesiredReplicas() int {
+	if s.IsService() {
+		return 1
+	}
 	if s.Replicas > 0 {
 		return s.Replicas
 	}
@@ -52,7 +62,11 @@ func (s Spec) ScaleType() string {
 }
 
 // ScaleToZero reports whether idle replicas are paused and then deleted.
+// Services never are.
 func (s Spec) ScaleToZero() bool {
+	if s.IsService() {
+		return false
+	}
 	v, _ := strconv.ParseBool(strings.TrimSpace(s.Labels[LabelScaleZero]))
 	return v
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/snapshots"
@@ -96,38 +97,71 @@ func (r *Runtime) probeLock(ctx context.Context, id string) (bool, error) {
 		}
 		return ok, nil
 	}
+	code, err := execIn(ctx, task, spec, []string{ProbePath, "probe", LockPath})
+	if err != nil {
+		return false, fmt.Errorf("probe in %s: %w", id, err)
+	}
+	switch code {
+	case 0:
+		return true, nil
+	case 1:
+		return false, nil
+	default:
+		return false, fmt.Errorf("probe in %s exited with code %d", id, code)
+	}
+}
+
+// execIn runs args in a task as its own process's user and returns the
+// exit code.
+func execIn(ctx context.Context, task containerd.Task, spec *specs.Spec, args []string) (uint32, error) {
 	p := *spec.Process
 	p.Terminal = false
-	p.Args = []string{ProbePath, "probe", LockPath}
+	p.Args = args
 	proc, err := task.Exec(ctx, "probe-"+NewID("x")[2:], &p, cio.NullIO)
 	if err != nil {
-		return false, fmt.Errorf("exec probe in %s: %w", id, err)
+		return 0, fmt.Errorf("exec: %w", err)
 	}
 	defer proc.Delete(context.WithoutCancel(ctx))
 	statusC, err := proc.Wait(ctx)
 	if err != nil {
-		return false, fmt.Errorf("wait probe in %s: %w", id, err)
+		return 0, fmt.Errorf("wait: %w", err)
 	}
 	if err := proc.Start(ctx); err != nil {
-		return false, fmt.Errorf("start probe in %s: %w", id, err)
+		return 0, fmt.Errorf("start: %w", err)
 	}
 	select {
 	case st := <-statusC:
 		code, _, err := st.Result()
-		if err != nil {
-			return false, fmt.Errorf("probe in %s: %w", id, err)
-		}
-		switch code {
-		case 0:
-			return true, nil
-		case 1:
-			return false, nil
-		default:
-			return false, fmt.Errorf("probe in %s exited with code %d", id, code)
-		}
+		return code, err
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return 0, ctx.Err()
 	}
+}
+
+// ProbeExec runs a service's healthcheck command in its container: ready
+// when it exits 0. An error says the command could not be run.
+func (r *Runtime) ProbeExec(ctx context.Context, id string, args []string) (bool, error) {
+	ctx = r.ns(ctx)
+	c, err := r.loadContainer(ctx, id)
+	if err != nil {
+		return false, r.unavailable(err)
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		return false, r.unavailable(fmt.Errorf("spec of %s: %w", id, err))
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return false, fmt.Errorf("task %s: %w", id, ErrNotFound)
+		}
+		return false, r.unavailable(fmt.Errorf("task %s: %w", id, err))
+	}
+	code, err := execIn(ctx, task, spec, args)
+	if err != nil {
+		return false, fmt.Errorf("healthcheck in %s: %w", id, err)
+	}
+	return code == 0, nil
 }
 
 // probeHeadroom is the memory a container must have left under its limit

@@ -64,7 +64,7 @@ func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (re
 		return function.Instance{}, err
 	}
 	hosts := filepath.Join(dir, "hosts")
-	if err := os.WriteFile(hosts, hostsContent(id, spec.Name, att.IP, r.net.Gateway()), 0o644); err != nil {
+	if err := os.WriteFile(hosts, r.hostsFile(id, spec.Name, att.IP, r.net.Gateway()), 0o644); err != nil {
 		return function.Instance{}, err
 	}
 	opts, err := r.specOpts(spec, id, img, att, hosts)

@@ -106,6 +106,9 @@ type Runtime struct {
 	// the removal of replica files.
 	secretsMu sync.Mutex
 
+	hostsMu      sync.Mutex // guards serviceHosts
+	serviceHosts map[string]netip.Addr
+
 	mu   sync.Mutex           // guards below
 	ooms map[string]time.Time // container ID → last OOM kill, from containerd's events
 	oomC chan struct{}        // closed at the next OOM event; nil while nobody waits

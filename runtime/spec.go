@@ -47,6 +47,8 @@ type replicaSpec struct {
 	// secrets projects the function's secrets and mounts them as
 	// SecretsDir; nil when it lists none.
 	secrets oci.SpecOpts
+	// volumes are a service's mounts, resolved to host paths.
+	volumes []specs.Mount
 }
 
 // specOpts builds a replica's OCI spec. The image's config is read while
@@ -57,6 +59,13 @@ func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, 
 		return nil, err
 	}
 	in := replicaSpec{fn: spec, id: id, netNS: att.NetNS, hosts: hostsFile, resolvConf: r.resolvConfPath(), probe: r.cfg.ProbeBinary}
+	if spec.IsService() {
+		v, err := r.serviceMounts(spec.Service)
+		if err != nil {
+			return nil, err
+		}
+		in.volumes = v
+	}
 	if len(spec.Secrets) > 0 {
 		in.secrets = r.withSecrets(spec.Name, spec.Secrets, filepath.Dir(hostsFile))
 	}
@@ -87,10 +96,15 @@ func (in replicaSpec) opts() ([]oci.SpecOpts, error) {
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: in.netNS}),
 		oci.WithNoNewPrivileges,
 		oci.WithDroppedCapabilities(droppedCaps),
+	}
+	if in.fn.IsService() {
+		opts = append(opts, serviceOpts(in.fn.Service, in.image.Entrypoint, in.image.Cmd)...)
+	}
+	opts = append(opts,
 		// After the capabilities: the profile allows the syscalls of the
 		// capabilities the spec holds (chroot with CAP_SYS_CHROOT…).
 		seccomp.WithDefaultProfile(),
-	}
+	)
 	if env := envList(in.fn); len(env) > 0 {
 		opts = append(opts, oci.WithEnv(env))
 	}
@@ -108,6 +122,9 @@ func (in replicaSpec) opts() ([]oci.SpecOpts, error) {
 		mounts = append(mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777", "size=64m"}})
 	}
 	opts = append(opts, oci.WithMounts(mounts))
+	if in.fn.IsService() {
+		opts = append(opts, withMounts(in.volumes))
+	}
 	res, err := resourceOpts(in.fn.Limits)
 	if err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func (f *fn) refused(id string) {
 // waits up to WakeTimeout; concurrent requests share that wake-up.
 func (c *Controller) Acquire(ctx context.Context, name string) (function.Lease, error) {
 	f := (*c.fns.Load())[name]
-	if f == nil || f.gone.Load() {
+	if f == nil || f.gone.Load() || f.service {
 		return nil, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 	}
 	f.invocations.Add(1)

@@ -88,7 +88,7 @@ func (c *Controller) autoStep(ctx context.Context, f *fn, now time.Time, memLow 
 	f.mu.Lock()
 	spec, desired, ph, pausedAt, removing := f.spec, f.desired, f.phase, f.pausedAt, f.removing
 	f.mu.Unlock()
-	if removing {
+	if removing || f.service {
 		return time.Time{}
 	}
 	st := &f.auto

@@ -24,6 +24,8 @@ type Controller struct {
 	usage   Usage
 	sweeper Sweeper
 	st      Store
+	health  Healthchecker
+	hosts   Hosts
 	log     *slog.Logger
 	metrics *metrics
 	janitor *janitor
@@ -33,6 +35,8 @@ type Controller struct {
 	autoKick chan struct{}
 	// probeWake restarts the sleeping probe loop when a replica is ready.
 	probeWake chan struct{}
+	// hostsKick asks the hosts loop to publish services' addresses.
+	hostsKick chan struct{}
 	// creates holds a token per replica creation in flight, host-wide.
 	creates chan struct{}
 
@@ -51,8 +55,9 @@ func New(cfg Config, d Deps, log *slog.Logger, reg prometheus.Registerer) *Contr
 	d.check()
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, images: d.Images, reps: d.Replicas, tasks: d.Tasks, freezer: d.Freezer, prober: d.Prober,
-		logs: d.Logs, usage: d.Usage, sweeper: d.Sweeper, st: d.Store, log: log, metrics: newMetrics(reg),
-		autoKick: make(chan struct{}, 1), probeWake: make(chan struct{}, 1), creates: make(chan struct{}, cfg.MaxCreates)}
+		logs: d.Logs, usage: d.Usage, sweeper: d.Sweeper, st: d.Store, health: d.Health, hosts: d.Hosts, log: log, metrics: newMetrics(reg),
+		hostsKick: make(chan struct{}, 1),
+		autoKick:  make(chan struct{}, 1), probeWake: make(chan struct{}, 1), creates: make(chan struct{}, cfg.MaxCreates)}
 	c.fns.Store(&map[string]*fn{})
 	c.janitor = newJanitor(func(ctx context.Context) error { return c.sweeper.Sweep(ctx, c.live) },
 		cfg.CleanupBackoffMin, cfg.CleanupBackoffMax, log, reg)
@@ -106,6 +111,14 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer c.wg.Done()
 		c.autoLoop(ctx)
 	}()
+	if c.hosts != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.hostsLoop(ctx)
+		}()
+		c.kickHosts()
+	}
 	c.mu.Unlock()
 	<-ctx.Done()
 	c.wg.Wait()

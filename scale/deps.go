@@ -88,6 +88,10 @@ type Deps struct {
 	Usage    Usage
 	Sweeper  Sweeper
 	Store    Store
+	// Health runs services' healthchecks and Hosts publishes their
+	// addresses; both may be nil when no service is ever deployed.
+	Health Healthchecker
+	Hosts  Hosts
 }
 
 // check panics on a missing dependency: a wiring mistake, better found

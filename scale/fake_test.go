@@ -71,6 +71,10 @@ type fakeRuntime struct {
 	createGate         chan struct{}
 	inCreate, maxInCre int
 	attempts           []time.Time // every Create call, failed or not
+	// healthy is what a service's healthcheck answers; hosts what the
+	// controller last published.
+	healthy bool
+	hosts   map[string]netip.Addr
 }
 
 // fakeCall is one call the controller made to the runtime.
@@ -104,7 +108,7 @@ type restartRec struct {
 
 // deps is the controller's dependencies: rt in every runtime role, and st.
 func (rt *fakeRuntime) deps(st scale.Store) scale.Deps {
-	return scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st}
+	return scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st, Health: rt, Hosts: rt}
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -722,4 +726,28 @@ func (rt *fakeRuntime) creating() (now, most int) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return rt.inCreate, rt.maxInCre
+}
+
+func (rt *fakeRuntime) ProbeExec(ctx context.Context, id string, args []string) (bool, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	r := rt.reps[id]
+	rt.note("ProbeExec", r.function())
+	if r == nil || r.inst.Status != function.TaskRunning {
+		return false, fmt.Errorf("exec in %s: task not running", id)
+	}
+	return rt.healthy, nil
+}
+
+func (rt *fakeRuntime) SetServiceHosts(m map[string]netip.Addr) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.hosts = maps.Clone(m)
+	return nil
+}
+
+func (rt *fakeRuntime) serviceHosts() map[string]netip.Addr {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return maps.Clone(rt.hosts)
 }

@@ -31,8 +31,9 @@ func (p phase) String() string {
 // fn is one function's replica set. Its loop is the only writer of the
 // replica states; API readers take mu briefly, the proxy reads eps.
 type fn struct {
-	name string
-	c    *Controller
+	name    string
+	c       *Controller
+	service bool // a service's policy, see service.go; a kind never changes
 
 	// Read by the proxy without locks.
 	eps         atomic.Pointer[[]*replica] // ready replicas, in rotation
@@ -127,6 +128,7 @@ type replica struct {
 func newFn(c *Controller, spec function.Spec) *fn {
 	f := &fn{
 		name:     spec.Name,
+		service:  spec.IsService(),
 		c:        c,
 		spec:     spec,
 		desired:  spec.DesiredReplicas(),

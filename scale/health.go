@@ -16,6 +16,11 @@ import (
 // missing lock takes a replica out of rotation at once; after HealthMisses
 // consecutive misses it is replaced, successor first.
 func (f *fn) checkHealth() {
+	if f.service {
+		// No lock file: a service's process exiting is what the
+		// controller watches, and its healthcheck gates readiness.
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	changed := false
@@ -136,6 +141,9 @@ func (c *Controller) nextProbe() (_ *fn, _ string, anyReady bool) {
 	)
 	cutoff := time.Now().Add(-c.cfg.ProbeEvery)
 	for _, f := range *c.fns.Load() {
+		if f.service {
+			continue
+		}
 		f.mu.Lock()
 		for _, r := range f.replicas {
 			if r.state != function.StateReady {

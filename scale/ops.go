@@ -26,6 +26,9 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 			}
 		}
 	}
+	if spec.IsService() && (c.health == nil || c.hosts == nil) {
+		return fmt.Errorf("%w: this controller runs no services", function.ErrInvalid)
+	}
 	if _, err := c.images.EnsureImage(ctx, spec.Image); err != nil {
 		return err
 	}
@@ -36,6 +39,9 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 	old, err := c.st.Function(spec.Name)
 	switch {
 	case err == nil:
+		if old.IsService() != spec.IsService() {
+			return fmt.Errorf("%w: %s is a %s", function.ErrExists, spec.Name, kindOf(old))
+		}
 		spec.CreatedAt = old.CreatedAt
 		if spec.Replicas == 0 {
 			spec.Replicas = old.Replicas
@@ -81,7 +87,10 @@ func (c *Controller) Scale(ctx context.Context, name string, replicas int) error
 	if replicas < 0 || replicas > function.ReplicaLimit {
 		return fmt.Errorf("%w: replicas must be between 0 and %d", function.ErrInvalid, function.ReplicaLimit)
 	}
-	return c.update(name, func(s *function.Spec) error {
+	return c.update(name, func(f *fn, s *function.Spec) error {
+		if f.service {
+			return errService(name, "scaled")
+		}
 		s.Replicas = replicas
 		return nil
 	}, func(f *fn, _ function.Spec) {
@@ -94,7 +103,10 @@ func (c *Controller) Scale(ctx context.Context, name string, replicas int) error
 // as it is) and brings the replica count within them. The replicas keep
 // running: bounds are not part of the spec's hash.
 func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) error {
-	return c.update(name, func(s *function.Spec) error {
+	return c.update(name, func(f *fn, s *function.Spec) error {
+		if f.service {
+			return errService(name, "scaled")
+		}
 		if lo != nil {
 			s.ScaleMin = lo
 		}
@@ -119,7 +131,7 @@ func (c *Controller) SetBounds(ctx context.Context, name string, lo, hi *int) er
 // old ones drain. It raises the spec's restart generation, stored first,
 // so a restart survives a daemon restart half-way.
 func (c *Controller) Restart(_ context.Context, name string) error {
-	return c.update(name, func(s *function.Spec) error {
+	return c.update(name, func(_ *fn, s *function.Spec) error {
 		s.RestartGeneration++
 		s.UpdatedAt = time.Now().UTC()
 		return nil
@@ -133,7 +145,7 @@ func (c *Controller) Restart(_ context.Context, name string) error {
 // changes are applied in the order they are stored: edit a copy, store it,
 // then apply it to the running function. Nothing changes when edit or the
 // store refuses.
-func (c *Controller) update(name string, edit func(*function.Spec) error, apply func(*fn, function.Spec)) error {
+func (c *Controller) update(name string, edit func(*fn, *function.Spec) error, apply func(*fn, function.Spec)) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := (*c.fns.Load())[name]
@@ -141,7 +153,7 @@ func (c *Controller) update(name string, edit func(*function.Spec) error, apply 
 		return fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 	}
 	spec := f.specCopy()
-	if err := edit(&spec); err != nil {
+	if err := edit(f, &spec); err != nil {
 		return err
 	}
 	if err := c.st.PutFunction(spec); err != nil {
@@ -168,6 +180,9 @@ func (c *Controller) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	f.markRemoving()
+	if f.service {
+		c.kickHosts()
+	}
 	if !c.started {
 		// No loop to drain it (tests that never Run): drop it now.
 		c.dropLocked(f)

@@ -34,9 +34,10 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 		}
 	}
 	var cur, old []*replica
-	curReady := 0
+	curReady, stopping := 0, 0
 	for _, r := range f.replicas {
 		if r.state == function.StateStopping {
+			stopping++
 			continue
 		}
 		if r.hash == hash && !r.replace {
@@ -51,7 +52,15 @@ func (f *fn) reconcile(ctx context.Context) (next time.Time) {
 	// Start what is missing, all together on the function's creation
 	// backoff and within its share of creation slots.
 	now := time.Now()
-	if missing := desired - len(cur); missing > 0 {
+	if f.service && (len(old) > 0 || stopping > 0) {
+		// A service owns its volumes: two of its processes must never run
+		// at once, so an update stops the old replica before the new one
+		// starts, and its clients wait for the restart.
+		for _, r := range old {
+			f.drain(ctx, r)
+		}
+		old = nil
+	} else if missing := desired - len(cur); missing > 0 {
 		if now.Before(f.createAt) {
 			next = f.createAt
 		} else {

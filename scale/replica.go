@@ -58,6 +58,10 @@ func (f *fn) create(ctx context.Context) {
 			}
 			r.ip, r.pid, r.addr, r.cgroup = in.IP, in.Pid, f.addrOf(in.IP), in.Cgroup
 			r.message = "waiting for " + lockPath
+			if f.service {
+				r.message = "waiting for the healthcheck"
+				f.c.kickHosts()
+			}
 			f.c.log.Info("replica started", "fn", f.name, "replica", id, "ip", in.IP)
 			if r.state == function.StateStopping {
 				// Drained while being created.
@@ -167,6 +171,10 @@ func (f *fn) watch(ctx context.Context, r *replica, probe bool) {
 		f.send(ctx, func() { f.exited(ctx, id, ex) })
 	}()
 	if r.state == function.StateStarting {
+		if f.service {
+			go f.waitHealthy(wctx, id, f.spec.Clone())
+			return
+		}
 		go f.waitReady(wctx, id, pid, addr, probe, r.ready.http, r.started)
 	}
 }
@@ -240,6 +248,9 @@ func (f *fn) becameReady(id string, probed bool) {
 	r.readyArmed(now)
 	f.c.metrics.ready(f, r, now)
 	f.c.wakeProber()
+	if f.service {
+		f.c.kickHosts()
+	}
 	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", now.Sub(r.started).Round(time.Millisecond))
 	f.publish()
 }

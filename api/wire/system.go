@@ -48,6 +48,9 @@ type SystemStatus struct {
 	Socket        string           `json:"socket"`
 	// Functions counts functions by phase ("active", "paused", "zero").
 	Functions Counts `json:"functions"`
+	// Services counts services by their replica's state; absent when
+	// there are none.
+	Services *Counts `json:"services,omitempty"`
 	// Replicas counts replicas by state ("ready", "starting", ...).
 	Replicas Counts `json:"replicas"`
 	// Cleanup is absent from daemons that do not report it.

@@ -187,11 +187,15 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		DrainTimeout:   o.DrainTimeout,
 		MaxWaiting:     o.MaxWaiting,
 		Secrets:        secrets,
-	}, scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st},
+	}, scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st,
+		Health: rt, Hosts: rt},
 		log.With("component", "scale"), reg)
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
 	}
+	ports := proxy.NewPorts(ctrl, log.With("component", "ports"))
+	defer ports.Close()
+	publishStored(ctrl, ports, log)
 	px := proxy.New(ctrl, nil, reg, log.With("component", "proxy"), proxy.WithUpstreamTimeout(o.UpstreamTimeout))
 	q, err := queue.Open(ctx, queue.Config{Dir: filepath.Join(o.StateDir, "queue"), URL: o.NATSURL,
 		MaxBody: o.AsyncMaxBody, MaxCalls: o.AsyncMaxCalls, AckWait: o.AsyncAckWait},
@@ -205,7 +209,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
-		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg},
+		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg,
+			Services: serviceHost{rt, ports}},
 		log.With("component", "api"))
 
 	if o.Pprof != "" {

@@ -216,6 +216,13 @@ func (d *daemon) teardown() {
 	t := d.t
 	if d.running() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if svcs, err := d.client.Services(ctx); err == nil {
+			for _, s := range svcs {
+				if err := d.client.ServiceDown(ctx, s.Spec.Name, true); err != nil {
+					t.Errorf("cleanup: service down %s: %v", s.Spec.Name, err)
+				}
+			}
+		}
 		fns, err := d.client.List(ctx)
 		if err == nil {
 			for _, f := range fns {

@@ -75,7 +75,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().String("socket", "/run/ember/ember.sock", "the daemon's unix socket")
 	root.AddCommand(newDaemonCmd(), newDeployCmd(), newListCmd(), newDescribeCmd(), newRemoveCmd(),
 		newInvokeCmd(), newScaleCmd(), newRestartCmd(), newImportCmd(), newVersionCmd(), newSecretCmd(), newLogsCmd())
-	root.AddCommand(newStatusCmd())
+	root.AddCommand(newStatusCmd(), newServiceCmd())
 	root.AddCommand(newQueueCmd())
 	return root
 }

@@ -53,6 +53,9 @@ func runStatus(ctx context.Context, fetch func(context.Context) (wire.SystemStat
 	fmt.Fprintf(tw, "Listening:\t%s, socket %s\n", st.Listen, st.Socket)
 	fmt.Fprintf(tw, "State dir:\t%s\n", st.StateDir)
 	fmt.Fprintf(tw, "Functions:\t%s\n", formatCounts(st.Functions))
+	if st.Services != nil {
+		fmt.Fprintf(tw, "Services:\t%s\n", formatCounts(*st.Services))
+	}
 	fmt.Fprintf(tw, "Replicas:\t%s\n", formatCounts(st.Replicas))
 	if c := st.Cleanup; c != nil && c.Pending > 0 {
 		retry := ""

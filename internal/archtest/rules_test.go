@@ -22,9 +22,10 @@ var rules = map[string]rule{
 	"api":      {imports: []string{"api/wire", "function"}, why: "the control plane; reaches the controller, runtime and store through interfaces it declares"},
 	"api/wire": {imports: []string{"function"}, why: "the API's JSON bodies, shared by server and clients: a leaf, so a client links no server code"},
 	"client":   {imports: []string{"api/wire", "function"}, why: "the typed client speaks the wire types, never the server; its tests fake the daemon rather than link api"},
+	"compose":  {imports: []string{"function"}, why: "reads compose files into service specs; the daemon validates and runs them like any spec"},
 	"stack":    {imports: []string{"api/wire", "function"}, why: "reads stack.yml into the wire package's deploy requests"},
 	"cmd/ember": {
-		imports:     []string{"api", "api/wire", "client", "function", "network", "proxy", "queue", "runtime", "scale", "stack", "store"},
+		imports:     []string{"api", "api/wire", "client", "compose", "function", "network", "proxy", "queue", "runtime", "scale", "stack", "store"},
 		testImports: []string{"internal/itest"},
 		why:         "the composition root: the only package that wires the others together",
 	},
@@ -66,6 +67,8 @@ var foreignRules = []foreignRule{
 		"the embedded NATS server is the queue's business"},
 	{"github.com/nats-io/nats.go", []string{"queue", "cmd/ember"},
 		"the NATS client is the queue's business: the daemon links it through queue, nothing else does"},
+	{"github.com/compose-spec/compose-go", []string{"compose", "cmd/ember"},
+		"the compose file format is compose's business; the daemon and the API see only service specs"},
 	{"github.com/prometheus/client_golang", []string{"api", "scale", "proxy", "queue", "runtime", "cmd/ember"},
 		"metrics belong to the daemon's packages, on an injected Registerer; client and stack link none"},
 }

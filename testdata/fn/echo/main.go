@@ -14,6 +14,7 @@
 //	CRASH=N       print "crashing with N" to stderr and exit N at once
 //	READY_STATUS  status GET /_/ready answers (default 200)
 //	SINK_URL      where /_/effect records its effects
+//	KV_ADDR       the key-value service /_/kv reaches, by name (kv:7000)
 //	LOG_SPAM=N    write about N bytes a second of numbered 100-byte lines
 //	              to stdout, for as long as it runs
 //
@@ -31,6 +32,7 @@
 //	/_/flaky?fail=N&code=C  answer C (default 503) to the first N requests
 //	                     with one X-Call-Id, then as the catch-all does:
 //	                     a function that is overloaded for a while
+//	/_/kv/KEY            GET or PUT KEY in the service at KV_ADDR
 //	POST /_/effect       POST the body to SINK_URL, then answer as the
 //	                     catch-all does: a side effect a test can count
 //	anything else        200 with a JSON description of the request
@@ -290,6 +292,21 @@ func newMux(exit chan<- int, readyStatus int) *http.ServeMux {
 			return
 		}
 		echo(w, r)
+	})
+	mux.HandleFunc("/_/kv/{key}", func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+os.Getenv("KV_ADDR")+"/"+r.PathValue("key"), r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
 	})
 	mux.HandleFunc("POST /_/effect", effect)
 	mux.HandleFunc("/", echo)

@@ -1,0 +1,140 @@
+package scale
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/emberfaas/ember/function"
+)
+
+// A service runs under the same loop as a function with its own policy:
+// one replica whatever the bounds say (function.Spec's replica methods),
+// no autoscaling, pausing or parking, readiness by its healthcheck
+// instead of a lock file and port 8080, and its address published to
+// every replica's hosts file under its name.
+
+// Healthchecker runs a service's healthcheck command in its container.
+type Healthchecker interface {
+	ProbeExec(ctx context.Context, id string, args []string) (bool, error)
+}
+
+// Hosts publishes services' names and addresses to replicas.
+type Hosts interface {
+	SetServiceHosts(map[string]netip.Addr) error
+}
+
+// errService refuses what only functions do.
+func errService(name, what string) error {
+	return fmt.Errorf("%w: %s is a service: services are not %s", function.ErrInvalid, name, what)
+}
+
+// waitHealthy runs a starting service replica's healthcheck until it
+// passes; a service without one is ready once its process runs.
+func (f *fn) waitHealthy(ctx context.Context, id string, spec function.Spec) {
+	if spec.Service == nil || spec.Service.Healthcheck == nil {
+		f.send(ctx, func() { f.becameReady(id, false) })
+		return
+	}
+	test := spec.Service.Healthcheck.Test
+	interval := spec.HealthInterval()
+	delay := min(200*time.Millisecond, interval)
+	var last string
+	for {
+		ok, err := f.c.health.ProbeExec(ctx, id, test)
+		if ok {
+			f.send(ctx, func() { f.becameReady(id, true) })
+			return
+		}
+		msg := "healthcheck failing"
+		if err != nil {
+			msg = "healthcheck: " + err.Error()
+		}
+		if msg != last {
+			last = msg
+			f.send(ctx, func() { f.setMessage(id, msg) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, interval)
+	}
+}
+
+// ServiceIP returns the address of a service's replica, ready or not: a
+// published port forwards there, and a connection to a service that is
+// restarting fails as it would to any server.
+func (c *Controller) ServiceIP(name string) (netip.Addr, bool) {
+	f := (*c.fns.Load())[name]
+	if f == nil || !f.service || f.gone.Load() {
+		return netip.Addr{}, false
+	}
+	ip, _ := f.serviceIP()
+	return ip, ip.IsValid()
+}
+
+// serviceIP is the address of the replica a service's name should point
+// at: a ready one first, else the newest with an address.
+func (f *fn) serviceIP() (netip.Addr, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var best *replica
+	for _, r := range f.replicas {
+		if !r.ip.IsValid() || r.state == function.StateStopping {
+			continue
+		}
+		switch {
+		case best == nil,
+			r.state == function.StateReady && best.state != function.StateReady,
+			(r.state == function.StateReady) == (best.state == function.StateReady) && r.started.After(best.started):
+			best = r
+		}
+	}
+	if best == nil {
+		return netip.Addr{}, false
+	}
+	return best.ip, best.state == function.StateReady
+}
+
+// kickHosts asks the hosts loop to publish services' addresses again.
+func (c *Controller) kickHosts() {
+	select {
+	case c.hostsKick <- struct{}{}:
+	default:
+	}
+}
+
+// hostsLoop publishes services' addresses whenever one may have changed.
+// It runs apart from the functions' loops: it reads every service's
+// replicas, which no function's loop may do under its own lock.
+func (c *Controller) hostsLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.hostsKick:
+		}
+		m := map[string]netip.Addr{}
+		for name, f := range *c.fns.Load() {
+			if !f.service || f.gone.Load() {
+				continue
+			}
+			if ip, _ := f.serviceIP(); ip.IsValid() {
+				m[name] = ip
+			}
+		}
+		if err := c.hosts.SetServiceHosts(m); err != nil {
+			c.log.Warn("publish service addresses", "err", err)
+		}
+	}
+}
+
+func kindOf(s function.Spec) string {
+	if s.IsService() {
+		return function.KindService
+	}
+	return function.KindFunction
+}

@@ -1,0 +1,86 @@
+package scale_test
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/emberfaas/ember/function"
+	"github.com/emberfaas/ember/scale"
+)
+
+func service(name, image string) function.Spec {
+	return function.Spec{Kind: function.KindService, Name: name, Image: image,
+		// Bounds a function would autoscale within: a service ignores them.
+		Labels:  map[string]string{function.LabelScaleMax: "5", function.LabelScaleZero: "true", function.LabelScaleZeroDuration: "1s"},
+		Service: &function.Service{Healthcheck: &function.Healthcheck{Test: []string{"/check"}, Interval: time.Second}}}
+}
+
+func TestServicePolicy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{})
+		e.start()
+		e.deploy(service("kv", "kv:1"))
+		synctest.Wait()
+		if st := e.status("kv"); st.Ready != 0 || len(st.Replicas) != 1 {
+			t.Fatalf("status = %+v, want one replica, not ready while its healthcheck fails", st)
+		}
+		e.rt.mu.Lock()
+		e.rt.healthy = true
+		e.rt.mu.Unlock()
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if st := e.status("kv"); st.Ready != 1 || st.Desired != 1 {
+			t.Fatalf("status = %+v, want 1 ready of 1", st)
+		}
+		if got, want := e.rt.serviceHosts(), map[string]netip.Addr{"kv": netip.MustParseAddr("10.0.0.1")}; len(got) != 1 || got["kv"] != want["kv"] {
+			t.Errorf("hosts = %v, want %v", got, want)
+		}
+		if err := e.c.Scale(t.Context(), "kv", 3); !errors.Is(err, function.ErrInvalid) {
+			t.Errorf("Scale = %v, want ErrInvalid", err)
+		}
+		if _, err := e.c.Acquire(t.Context(), "kv"); !errors.Is(err, function.ErrNotFound) {
+			t.Errorf("Acquire = %v, want ErrNotFound: services are not behind /function/", err)
+		}
+		// Idle far past the zero duration: a service is never paused.
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if st := e.status("kv"); st.Phase != "active" || st.Ready != 1 {
+			t.Errorf("after idling: status = %+v, want active and ready", st)
+		}
+		if err := e.c.Deploy(t.Context(), spec("kv", "echo:1")); !errors.Is(err, function.ErrExists) {
+			t.Errorf("deploy a function over a service = %v, want ErrExists", err)
+		}
+		if err := e.c.Remove(t.Context(), "kv"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := e.rt.serviceHosts(); len(got) != 0 {
+			t.Errorf("hosts after removal = %v, want none", got)
+		}
+	})
+}
+
+func TestServiceUpdateStopsOldFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{})
+		e.rt.healthy = true
+		e.start()
+		e.deploy(service("kv", "kv:1"))
+		synctest.Wait()
+		e.deploy(service("kv", "kv:2"))
+		for range 100 {
+			synctest.Wait()
+			if n := len(e.status("kv").Replicas); n > 1 {
+				t.Fatalf("%d replicas during an update, want at most 1: a service owns its volumes", n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		st := e.status("kv")
+		if st.Ready != 1 || st.Replicas[0].Hash != service("kv", "kv:2").Hash() {
+			t.Errorf("status = %+v, want the new image ready", st)
+		}
+	})
+}
