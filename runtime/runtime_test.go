@@ -5,7 +5,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/emberfaas/ember/function"
 )
@@ -78,5 +82,25 @@ func TestIsUnpackKey(t *testing.T) {
 		if got := isUnpackKey(key); got != want {
 			t.Errorf("isUnpackKey(%q) = %v, want %v", key, got, want)
 		}
+	}
+}
+
+// A volume with nothing in it yet is given to the service's user, so an
+// image that runs as nobody can write its data.
+func TestOwnVolumes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	dir := t.TempDir()
+	s := &oci.Spec{Process: &specs.Process{User: specs.User{UID: 65534, GID: 65533}}}
+	if err := ownVolumes([]string{dir})(t.Context(), nil, nil, s); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys := st.Sys().(*syscall.Stat_t); sys.Uid != 65534 || sys.Gid != 65533 {
+		t.Errorf("volume owned by %d:%d, want 65534:65533", sys.Uid, sys.Gid)
 	}
 }

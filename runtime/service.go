@@ -30,24 +30,28 @@ func (r *Runtime) RemoveVolume(name string) error {
 
 // serviceMounts resolves a service's mounts to host paths, making named
 // volumes that do not exist yet. A bind source must exist and be allowed.
-func (r *Runtime) serviceMounts(sv *function.Service) ([]specs.Mount, error) {
+// fresh lists the volumes that hold nothing yet: they are given to the
+// service's user once the spec says who that is (ownVolumes).
+func (r *Runtime) serviceMounts(sv *function.Service) (out []specs.Mount, fresh []string, err error) {
 	if sv == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	var out []specs.Mount
 	for _, m := range sv.Mounts {
 		src := m.Source
 		if m.Volume != "" {
 			src = filepath.Join(VolumesDir(r.cfg.StateDir), m.Volume)
 			if err := os.MkdirAll(src, 0o755); err != nil {
-				return nil, fmt.Errorf("volume %s: %w", m.Volume, err)
+				return nil, nil, fmt.Errorf("volume %s: %w", m.Volume, err)
+			}
+			if ents, err := os.ReadDir(src); err == nil && len(ents) == 0 {
+				fresh = append(fresh, src)
 			}
 		} else {
 			if why := function.BindAllowed(src, r.cfg.StateDir); why != "" {
-				return nil, fmt.Errorf("%w: bind mount %s: host path %s", function.ErrInvalid, src, why)
+				return nil, nil, fmt.Errorf("%w: bind mount %s: host path %s", function.ErrInvalid, src, why)
 			}
 			if _, err := os.Stat(src); err != nil {
-				return nil, fmt.Errorf("%w: bind mount: %w", function.ErrInvalid, err)
+				return nil, nil, fmt.Errorf("%w: bind mount: %w", function.ErrInvalid, err)
 			}
 		}
 		opts := []string{"rbind", "nosuid", "nodev"}
@@ -58,7 +62,27 @@ func (r *Runtime) serviceMounts(sv *function.Service) ([]specs.Mount, error) {
 		}
 		out = append(out, specs.Mount{Destination: m.Target, Type: "bind", Source: src, Options: opts})
 	}
-	return out, nil
+	return out, fresh, nil
+}
+
+// ownVolumes gives volumes made for this replica to the user its process
+// runs as, so a service whose image runs as a non-root user can write its
+// data. (Docker copies the image's files and ownership at the mount point
+// into a new volume; ember starts it empty, owned by the service's user.)
+// It goes last: the user is known only once the image config and the
+// service's own user are applied.
+func ownVolumes(paths []string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		if s.Process == nil {
+			return nil
+		}
+		for _, p := range paths {
+			if err := os.Chown(p, int(s.Process.User.UID), int(s.Process.User.GID)); err != nil {
+				return fmt.Errorf("volume %s: %w", filepath.Base(p), err)
+			}
+		}
+		return nil
+	}
 }
 
 // serviceOpts apply what a service sets over the image config: entrypoint

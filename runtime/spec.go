@@ -59,12 +59,13 @@ func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, 
 		return nil, err
 	}
 	in := replicaSpec{fn: spec, id: id, netNS: att.NetNS, hosts: hostsFile, resolvConf: r.resolvConfPath(), probe: r.cfg.ProbeBinary}
+	var fresh []string
 	if spec.IsService() {
-		v, err := r.serviceMounts(spec.Service)
+		v, f, err := r.serviceMounts(spec.Service)
 		if err != nil {
 			return nil, err
 		}
-		in.volumes = v
+		in.volumes, fresh = v, f
 	}
 	if len(spec.Secrets) > 0 {
 		in.secrets = r.withSecrets(spec.Name, spec.Secrets, filepath.Dir(hostsFile))
@@ -79,7 +80,7 @@ func (r *Runtime) specOpts(spec function.Spec, id string, img containerd.Image, 
 		if err != nil {
 			return err
 		}
-		return oci.ApplyOpts(ctx, client, c, s, opts...)
+		return oci.ApplyOpts(ctx, client, c, s, append(opts, ownVolumes(fresh))...)
 	}}, nil
 }
 
