@@ -51,6 +51,7 @@ type API struct {
 	projector SecretProjector
 	logsrc    Logs
 	proxy     http.Handler
+	ui        http.Handler
 	gather    prometheus.Gatherer
 	log       *slog.Logger
 	ready     func() bool
@@ -67,6 +68,9 @@ type Deps struct {
 	Logs            Logs
 	// Proxy serves /function/*.
 	Proxy http.Handler
+	// UI, when set, serves the dashboard under /ui/, behind the same auth
+	// as /system/*; / then redirects to it.
+	UI http.Handler
 	// Gatherer feeds /metrics.
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the daemon has finished starting (for
@@ -80,7 +84,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs,
-		proxy: d.Proxy, gather: d.Gatherer, ready: d.Ready, log: log}
+		proxy: d.Proxy, ui: d.UI, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
 // Handler returns the HTTP handler. With auth, /system/* requires basic
@@ -112,6 +116,16 @@ func (a *API) Handler(auth bool) http.Handler {
 	sys(http.MethodDelete, "/system/secrets", a.deleteSecret)
 	sys(http.MethodGet, "/system/logs", a.logs)
 	sys(http.MethodGet, "/system/namespace/:name", a.namespace)
+
+	if a.ui != nil {
+		ui := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { a.ui.ServeHTTP(w, r) }
+		sys(http.MethodGet, "/ui/*filepath", ui)
+		sys(http.MethodHead, "/ui/*filepath", ui)
+		// As on OpenFaaS's gateway, the root is the dashboard.
+		r.Handle(http.MethodGet, "/", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+			http.Redirect(w, r, "/ui/", http.StatusFound)
+		})
+	}
 
 	r.Handle(http.MethodGet, "/healthz", a.healthz)
 	r.Handle(http.MethodHead, "/healthz", a.healthz)

@@ -30,6 +30,7 @@ import (
 	"github.com/emberfaas/ember/runtime"
 	"github.com/emberfaas/ember/scale"
 	"github.com/emberfaas/ember/store"
+	"github.com/emberfaas/ember/ui"
 )
 
 type daemonOptions struct {
@@ -189,7 +190,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
-		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Gatherer: reg},
+		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, UI: ui.Handler(), Gatherer: reg},
 		log.With("component", "api"))
 
 	if o.Pprof != "" {
