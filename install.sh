@@ -53,8 +53,9 @@ EXAMPLE_ARCHIVE=$SRC/examples/hello.tar
 RUNTIME_PKGS="containerd runc containernetworking-plugins iptables"
 INSTALL_PKGS="curl iproute2"
 # The tests also build a busybox-based image from the host's static busybox,
-# check the unit file with systemd-analyze, and run this script.
-TEST_PKGS="busybox-static systemd"
+# check the unit file with systemd-analyze, run this script, and drive the
+# web dashboard in a headless chromium.
+TEST_PKGS="busybox-static systemd chromium"
 
 # The daemon reads EMBER_<FLAG> from its environment; the service takes them
 # from /etc/default/ember. Use the same settings here, and none that happen

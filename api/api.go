@@ -55,6 +55,7 @@ type API struct {
 	proxy       http.Handler
 	async       http.Handler
 	asyncQueues func(context.Context) ([]wire.AsyncQueue, error)
+	ui          http.Handler
 	gather      prometheus.Gatherer
 	log         *slog.Logger
 	ready       func() bool
@@ -77,6 +78,9 @@ type Deps struct {
 	Async http.Handler
 	// AsyncQueues, when set, reports the async queue for GET /system/queue.
 	AsyncQueues func(context.Context) ([]wire.AsyncQueue, error)
+	// UI, when set, serves the dashboard under /ui/, behind the same auth
+	// as /system/*; / then redirects to it.
+	UI http.Handler
 	// Gatherer feeds /metrics.
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the daemon has finished starting (for
@@ -90,7 +94,7 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs, svc: d.Services,
-		proxy: d.Proxy, async: d.Async, asyncQueues: d.AsyncQueues, gather: d.Gatherer, ready: d.Ready, log: log}
+		proxy: d.Proxy, async: d.Async, asyncQueues: d.AsyncQueues, ui: d.UI, gather: d.Gatherer, ready: d.Ready, log: log}
 }
 
 // Handler returns the HTTP handler. With auth, /system/* requires basic
@@ -129,6 +133,16 @@ func (a *API) Handler(auth bool) http.Handler {
 	sys(http.MethodPost, "/system/services", a.upServices)
 	sys(http.MethodDelete, "/system/services/:name", a.downService)
 	sys(http.MethodPost, "/system/services/:name/restart", a.restartService)
+
+	if a.ui != nil {
+		ui := func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) { a.ui.ServeHTTP(w, r) }
+		sys(http.MethodGet, "/ui/*filepath", ui)
+		sys(http.MethodHead, "/ui/*filepath", ui)
+		// As on OpenFaaS's gateway, the root is the dashboard.
+		r.Handle(http.MethodGet, "/", func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+			http.Redirect(w, r, "/ui/", http.StatusFound)
+		})
+	}
 
 	r.Handle(http.MethodGet, "/healthz", a.healthz)
 	r.Handle(http.MethodHead, "/healthz", a.healthz)

@@ -31,6 +31,7 @@ import (
 	"github.com/emberfaas/ember/runtime"
 	"github.com/emberfaas/ember/scale"
 	"github.com/emberfaas/ember/store"
+	"github.com/emberfaas/ember/ui"
 )
 
 type daemonOptions struct {
@@ -210,7 +211,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg,
-			Services: serviceHost{rt, ports}},
+			Services: serviceHost{rt, ports}, UI: ui.Handler()},
 		log.With("component", "api"))
 
 	if o.Pprof != "" {
