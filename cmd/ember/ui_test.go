@@ -314,6 +314,7 @@ func TestUI(t *testing.T) {
 	b.do("open function", chromedp.Navigate(d.url("/ui/#/fn/"+fn)), chromedp.WaitVisible(chromedp.CSS("#remove")),
 		chromedp.Click(chromedp.CSS("#remove")), chromedp.WaitVisible(chromedp.CSS("#confirm-cancel")),
 		chromedp.Click(chromedp.CSS("#confirm-cancel")))
+	b.until("dialog closed", `!document.getElementById("confirm").open`, 10*time.Second)
 	if _, err := d.client.Describe(context.Background(), fn); err != nil {
 		t.Fatalf("cancel removed the function: %v", err)
 	}

@@ -105,7 +105,14 @@ function confirmDialog(text) {
   document.getElementById("confirm-text").textContent = text;
   d.returnValue = "";
   return new Promise((resolve) => {
-    d.addEventListener("close", () => resolve(d.returnValue === "ok"), { once: true });
+    // The close event of a dialog just cancelled can arrive after this one
+    // opened: only a close that leaves the dialog closed answers.
+    const onClose = () => {
+      if (d.open) return;
+      d.removeEventListener("close", onClose);
+      resolve(d.returnValue === "ok");
+    };
+    d.addEventListener("close", onClose);
     d.showModal();
     document.getElementById("confirm-cancel").focus();
   });
