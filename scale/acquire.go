@@ -38,13 +38,13 @@ func (r *replica) Refused() {
 	}
 	r.closed.Store(true)
 	f := r.f
-	f.c.mu.Lock()
-	ctx := f.c.ctx
-	f.c.mu.Unlock()
+	ctx := f.c.running.Load()
 	if ctx == nil {
 		return // no loops run (tests that never Run)
 	}
-	go f.send(ctx, func() { f.refused(r.id) })
+	// Handed to the loop off the request's goroutine; it ends when the
+	// loop takes the event or the controller stops.
+	go f.send(*ctx, func() { f.refused(r.id) })
 }
 
 // refused handles Refused on the loop: a ready replica goes back to

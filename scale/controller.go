@@ -42,6 +42,9 @@ type Controller struct {
 
 	// fns is replaced, never mutated, so Acquire reads it without a lock.
 	fns atomic.Pointer[map[string]*fn]
+	// running is Run's context, for the data plane's Refused: a request
+	// must not wait on mu, which Deploy holds across a store write.
+	running atomic.Pointer[context.Context]
 
 	mu      sync.Mutex // guards below; serialises changes to fns
 	ctx     context.Context
@@ -92,6 +95,7 @@ func (c *Controller) Cleanup() CleanupStatus { return c.janitor.status() }
 func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.ctx = ctx
+	c.running.Store(&ctx)
 	c.started = true
 	for _, f := range *c.fns.Load() {
 		c.startLoop(f)

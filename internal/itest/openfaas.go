@@ -1,7 +1,6 @@
 package itest
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +25,7 @@ func OpenFaaSTool(t testing.TB, name string) string {
 		}
 	}
 	dir := "../shared/tools/openfaas"
-	if root, err := ModuleRoot(context.Background()); err == nil {
+	if root, err := ModuleRoot(t.Context()); err == nil {
 		dir = filepath.Join(root, "..", "shared", "tools", "openfaas")
 		if p := filepath.Join(dir, name); isExecutable(p) {
 			return p
