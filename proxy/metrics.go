@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,18 +19,23 @@ type metrics struct {
 	seconds     *prometheus.HistogramVec
 	started     *prometheus.CounterVec
 
-	// Per-function handles, cached so the request path does no label
-	// hashing or allocation after a function's first call.
-	fns sync.Map // name → *fnMetrics
+	// Per-function handles, resolved once so the request path does no
+	// label hashing. The map is copied on write (a new function) and read
+	// without a lock or an allocation: a sync.Map would box each key.
+	fns atomic.Pointer[map[string]*fnMetrics]
+	mu  sync.Mutex // serialises writers of fns
 }
 
 type fnMetrics struct {
 	label   string
 	started prometheus.Counter
-	codes   sync.Map // int → *codeMetrics
+	// The status codes seen so far, few: a copied-on-write list, scanned.
+	codes atomic.Pointer[[]*codeMetrics]
+	mu    sync.Mutex // serialises writers of codes
 }
 
 type codeMetrics struct {
+	code        int
 	invocations prometheus.Counter
 	seconds     prometheus.Observer
 }
@@ -52,22 +59,51 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) function(name string) *fnMetrics {
-	if v, ok := m.fns.Load(name); ok {
-		return v.(*fnMetrics)
+	if fns := m.fns.Load(); fns != nil {
+		if f := (*fns)[name]; f != nil {
+			return f
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var next map[string]*fnMetrics
+	if fns := m.fns.Load(); fns != nil {
+		if f := (*fns)[name]; f != nil {
+			return f
+		}
+		next = maps.Clone(*fns)
+	} else {
+		next = map[string]*fnMetrics{}
 	}
 	label := name + "." + function.DefaultNamespace
-	v, _ := m.fns.LoadOrStore(name, &fnMetrics{label: label, started: m.started.WithLabelValues(label)})
-	return v.(*fnMetrics)
+	f := &fnMetrics{label: label, started: m.started.WithLabelValues(label)}
+	next[name] = f
+	m.fns.Store(&next)
+	return f
 }
 
 func (m *metrics) code(f *fnMetrics, code int) *codeMetrics {
-	if v, ok := f.codes.Load(code); ok {
-		return v.(*codeMetrics)
+	if codes := f.codes.Load(); codes != nil {
+		for _, c := range *codes {
+			if c.code == code {
+				return c
+			}
+		}
 	}
-	c := strconv.Itoa(code)
-	v, _ := f.codes.LoadOrStore(code, &codeMetrics{
-		invocations: m.invocations.WithLabelValues(f.label, c),
-		seconds:     m.seconds.WithLabelValues(f.label, c),
-	})
-	return v.(*codeMetrics)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var next []*codeMetrics
+	if codes := f.codes.Load(); codes != nil {
+		for _, c := range *codes {
+			if c.code == code {
+				return c
+			}
+		}
+		next = append(next, *codes...)
+	}
+	s := strconv.Itoa(code)
+	c := &codeMetrics{code: code, invocations: m.invocations.WithLabelValues(f.label, s), seconds: m.seconds.WithLabelValues(f.label, s)}
+	next = append(next, c)
+	f.codes.Store(&next)
+	return c
 }
