@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
@@ -149,13 +150,47 @@ func (a *API) Handler(auth bool) http.Handler {
 	metrics := promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{})
 	r.Handler(http.MethodGet, "/metrics", metrics)
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodHead} {
-		r.Handler(m, "/function/*path", a.proxy)
+		http.MethodDelete, http.MethodOptions, http.MethodHead} { // as isFunctionMethod
+		r.Handler(m, functionPrefix+"*path", a.proxy)
 	}
 	if a.async != nil {
 		r.Handler(http.MethodPost, "/async-function/*path", a.async)
 	}
-	return r
+	return &dispatch{proxy: a.proxy, router: r}
+}
+
+// functionPrefix is where the proxy serves functions; it parses what
+// follows (the function's name and namespace) itself.
+const functionPrefix = "/function/"
+
+// dispatch hands function calls to the proxy before the router sees
+// them: a call is the gateway's hot path, and the router's catch-all
+// route costs it a parameter slice and a copy of the request carrying
+// them in its context, neither of which the proxy reads. Everything else,
+// and a function path with a method the router would refuse, goes
+// through the router, which has the same route for /function/* (so that
+// both ways give the same answer).
+type dispatch struct {
+	proxy  http.Handler
+	router http.Handler
+}
+
+func (d *dispatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d.proxy != nil && strings.HasPrefix(r.URL.Path, functionPrefix) && isFunctionMethod(r.Method) {
+		d.proxy.ServeHTTP(w, r)
+		return
+	}
+	d.router.ServeHTTP(w, r)
+}
+
+// isFunctionMethod reports the methods a function may be called with.
+func isFunctionMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodHead:
+		return true
+	}
+	return false
 }
 
 func (a *API) basicAuth(h httprouter.Handle) httprouter.Handle {
