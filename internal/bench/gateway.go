@@ -34,6 +34,30 @@ type Throughput struct {
 
 var concurrencies = []int{1, 8, 32}
 
+// The gateway's targets: what it may add to a call, measured against the
+// same replica reached directly in the same run.
+const addedLatencyTarget = 60 * time.Microsecond
+
+// throughputTarget is the least gateway ÷ direct throughput ratio at a
+// concurrency, if it has one.
+func throughputTarget(conc int) (float64, bool) {
+	switch conc {
+	case 1:
+		return 0.6, true
+	case 32:
+		return 0.5, true
+	}
+	return 0, false
+}
+
+// goal says whether a measured value met its target, for a row's metric.
+func goal(met bool, target string) string {
+	if met {
+		return "target " + target + ": met"
+	}
+	return "target " + target + ": NOT met"
+}
+
 // target is one way to reach the replica, with its own connections.
 type target struct {
 	url    string
@@ -153,13 +177,19 @@ func (b *bench) runGateway(ctx context.Context, rep *Report) error {
 
 func (r *GatewayResult) rows() []Row {
 	const s = "1 gateway overhead"
+	added := fromMs(r.Gateway.P50Ms - r.Direct.P50Ms)
 	rows := []Row{
 		{s, "latency p50, concurrency 1 (via gateway vs direct to replica)", fmtMs(r.Gateway.P50Ms), fmtMs(r.Direct.P50Ms), fmtRatio(r.Gateway.P50Ms, r.Direct.P50Ms)},
+		{s, "added latency p50, concurrency 1 (gateway − direct); " + goal(added <= addedLatencyTarget, "≤ "+fmtDur(addedLatencyTarget)),
+			fmtDur(added), "", ""},
 		{s, "latency p99, concurrency 1", fmtMs(r.Gateway.P99Ms), fmtMs(r.Direct.P99Ms), fmtRatio(r.Gateway.P99Ms, r.Direct.P99Ms)},
 	}
 	for _, t := range r.Throughput {
-		rows = append(rows, Row{s, fmt.Sprintf("throughput, concurrency %d", t.Concurrency),
-			fmtRate(t.GatewayRPS), fmtRate(t.DirectRPS), fmtRatio(t.GatewayRPS, t.DirectRPS)})
+		m := fmt.Sprintf("throughput, concurrency %d", t.Concurrency)
+		if min, ok := throughputTarget(t.Concurrency); ok && t.DirectRPS > 0 {
+			m += "; " + goal(t.GatewayRPS/t.DirectRPS >= min, fmt.Sprintf("ratio ≥ %.2f×", min))
+		}
+		rows = append(rows, Row{s, m, fmtRate(t.GatewayRPS), fmtRate(t.DirectRPS), fmtRatio(t.GatewayRPS, t.DirectRPS)})
 	}
 	rows = append(rows, Row{s, "daemon CPU per gateway request (all gateway rounds)", fmt.Sprintf("%.0f µs", r.DaemonCPUPerRequestUs), "", ""})
 	rows = append(rows, Row{s, "failed requests (gateway / direct)", fmt.Sprintf("%d / %d", r.Failed, r.FailedDir), "", ""})
