@@ -25,7 +25,11 @@ func newCallIDs() *callIDs {
 	return g
 }
 
-func (g *callIDs) next() string {
+// callIDLen is the length of a call ID.
+const callIDLen = 36
+
+// append appends a new call ID to dst.
+func (g *callIDs) append(dst []byte) []byte {
 	var b [16]byte
 	copy(b[:8], g.prefix[:])
 	binary.BigEndian.PutUint64(b[8:], g.n.Add(1))
@@ -33,7 +37,7 @@ func (g *callIDs) next() string {
 	// The variant takes the counter's two top bits: it repeats after 2^62
 	// calls.
 	b[8] = b[8]&0x3f | 0x80
-	var out [36]byte
+	var out [callIDLen]byte
 	hex.Encode(out[0:8], b[0:4])
 	out[8] = '-'
 	hex.Encode(out[9:13], b[4:6])
@@ -43,5 +47,5 @@ func (g *callIDs) next() string {
 	hex.Encode(out[19:23], b[8:10])
 	out[23] = '-'
 	hex.Encode(out[24:], b[10:])
-	return string(out[:])
+	return append(dst, out[:]...)
 }
