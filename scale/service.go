@@ -25,6 +25,15 @@ type Hosts interface {
 	SetServiceHosts(map[string]netip.Addr) error
 }
 
+// Placer creates a service's replica at a given address. A service keeps
+// one address for its lifetime (restarts, image updates, daemon restarts,
+// reboots): functions reach it through their hosts files, which their
+// resolvers cache (Go's for 5 s, others longer), so a new address would
+// fail their calls for as long after the service is back.
+type Placer interface {
+	CreateAt(ctx context.Context, spec function.Spec, id string, ip netip.Addr) (function.Instance, error)
+}
+
 // errService refuses what only functions do.
 func errService(name, what string) error {
 	return fmt.Errorf("%w: %s is a service: services are not %s", function.ErrInvalid, name, what)
@@ -76,8 +85,11 @@ func (c *Controller) ServiceIP(name string) (netip.Addr, bool) {
 	return ip, ip.IsValid()
 }
 
-// serviceIP is the address of the replica a service's name should point
-// at: a ready one first, else the newest with an address.
+// serviceIP is the address a service's name should point at: a ready
+// replica's first, else the newest with an address, else the one its
+// next replica will take. While it restarts its name keeps its address:
+// a name that vanished would fail calls for as long as resolvers cache
+// its absence.
 func (f *fn) serviceIP() (netip.Addr, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -94,7 +106,7 @@ func (f *fn) serviceIP() (netip.Addr, bool) {
 		}
 	}
 	if best == nil {
-		return netip.Addr{}, false
+		return f.svcIP, false
 	}
 	return best.ip, best.state == function.StateReady
 }

@@ -3,6 +3,7 @@ package scale_test
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,6 +82,72 @@ func TestServiceUpdateStopsOldFirst(t *testing.T) {
 		st := e.status("kv")
 		if st.Ready != 1 || st.Replicas[0].Hash != service("kv", "kv:2").Hash() {
 			t.Errorf("status = %+v, want the new image ready", st)
+		}
+	})
+}
+
+// A service keeps its address through a restart, an image update and a
+// reboot, and its name never leaves the hosts files meanwhile: functions
+// that cached either keep reaching it once it is back.
+func TestServiceKeepsAddress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{})
+		e.rt.healthy = true
+		e.start()
+		e.deploy(service("kv", "kv:1"))
+		synctest.Wait()
+		ip := e.rt.serviceHosts()["kv"]
+		if !ip.IsValid() {
+			t.Fatalf("hosts = %v, want kv", e.rt.serviceHosts())
+		}
+		// Another replica takes the next address meanwhile.
+		e.deploy(spec("fn", "echo:1"))
+		synctest.Wait()
+		check := func(when string) {
+			t.Helper()
+			for range 50 {
+				synctest.Wait()
+				if got := e.rt.serviceHosts()["kv"]; got != ip {
+					t.Fatalf("%s: hosts say kv is %v, want %v throughout", when, got, ip)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			st := e.status("kv")
+			if st.Ready != 1 || st.Replicas[0].IP != ip.String() {
+				t.Fatalf("%s: status = %+v, want one replica ready at %v", when, st, ip)
+			}
+		}
+		first := e.status("kv").Replicas[0].ID
+		if err := e.c.Restart(t.Context(), "kv"); err != nil {
+			t.Fatal(err)
+		}
+		check("after a restart")
+		if e.status("kv").Replicas[0].ID == first {
+			t.Fatalf("restart kept replica %s", first)
+		}
+		e.deploy(service("kv", "kv:2"))
+		check("after an image update")
+	})
+}
+
+// After a reboot the service's container is there without a task: it is
+// removed, and the new replica takes its address.
+func TestServiceRebootKeepsAddress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := service("kv", "kv:1")
+		e := newEnv(t, scale.Config{}, s)
+		e.rt.healthy = true
+		e.survivor(s, "kv-old", 7, time.Hour, function.TaskNone)
+		e.start()
+		synctest.Wait()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		st := e.status("kv")
+		if st.Ready != 1 || st.Replicas[0].IP != "10.0.1.7" {
+			t.Fatalf("status = %+v, want one replica ready at 10.0.1.7", st)
+		}
+		if !slices.Contains(e.rt.removedIDs(), "kv-old") {
+			t.Errorf("removed %v, want kv-old", e.rt.removedIDs())
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 var (
 	_ scale.Healthchecker = (*runtime.Runtime)(nil)
 	_ scale.Hosts         = (*runtime.Runtime)(nil)
+	_ scale.Placer        = (*runtime.Runtime)(nil)
 	_ proxy.ServiceAddrs  = (*scale.Controller)(nil)
 	_ api.ServiceHost     = serviceHost{}
 )
