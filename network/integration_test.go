@@ -683,7 +683,29 @@ func TestIntegrationAttachAt(t *testing.T) {
 	if b.IP != a.IP || c.IP == a.IP {
 		t.Fatalf("AttachAt gave %v (want %v), the other id %v", b.IP, a.IP, c.IP)
 	}
+	// The address comes back with its MAC, so that neighbour caches stay
+	// true.
+	if got, want := macIn(t, b.NetNS), macFor(a.IP).String(); got != want {
+		t.Errorf("MAC at %v = %s, want %s", b.IP, got, want)
+	}
 	assertAttached(t, n, cfg, b)
 	srv := listenIn(t, b.NetNS, netip.AddrPortFrom(b.IP, 8080).String())
 	echoFrom(t, c.NetNS, srv)
+}
+
+func macIn(t *testing.T, nsPath string) string {
+	t.Helper()
+	var mac string
+	err := ns.WithNetNSPath(nsPath, func(ns.NetNS) error {
+		l, err := net.InterfaceByName(ifName)
+		if err != nil {
+			return err
+		}
+		mac = l.HardwareAddr.String()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac
 }

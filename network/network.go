@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -17,6 +18,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 )
 
 var (
@@ -159,6 +163,9 @@ func (n *Network) attach(ctx context.Context, id string, want netip.Addr) (Attac
 		return Attachment{}, fmt.Errorf("attach %s: %w", id, err)
 	}
 	ip, err := n.add(ctx, id, path, want)
+	if err == nil {
+		err = setMAC(path, macFor(ip))
+	}
 	if err != nil {
 		// The plugin's own words for a conflicting bridge do not say what
 		// to do about it; this does.
@@ -207,6 +214,32 @@ func (n *Network) add(ctx context.Context, id, path string, want netip.Addr) (ne
 		return netip.Addr{}, fmt.Errorf("cni add: asked for %s, got %s", want, ip)
 	}
 	return ip, nil
+}
+
+// macFor is the MAC address of eth0 at ip, derived from it as Docker
+// derives its containers': an address that comes back (a service's next
+// replica, see AttachAt) comes back with the MAC that neighbour caches on
+// the bridge hold for it. With a random one those entries would send the
+// address's frames nowhere until they expire, half a minute or more.
+func macFor(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x02, 0x65, b[0], b[1], b[2], b[3]} // locally administered
+}
+
+// setMAC sets eth0's MAC address in the netns at path. A veth takes a new
+// address while up, before the replica's process has sent anything.
+func setMAC(path string, mac net.HardwareAddr) error {
+	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
+		link, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetHardwareAddr(link, mac)
+	})
+	if err != nil {
+		return fmt.Errorf("set mac address %s: %w", mac, err)
+	}
+	return nil
 }
 
 // resultIP is the address in the subnet that a CNI result gives eth0.
