@@ -98,8 +98,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.ctx = ctx
 	c.running.Store(&ctx)
 	c.started = true
+	var later []*fn
 	for _, f := range *c.fns.Load() {
-		c.startLoop(f)
+		if f.service || f.hasReplicas() {
+			c.startLoop(f)
+		} else {
+			later = append(later, f)
+		}
+	}
+	if len(later) > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.servicesFirst(ctx, later)
+		}()
 	}
 	c.wg.Add(3)
 	go func() {

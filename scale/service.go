@@ -111,6 +111,59 @@ func (f *fn) serviceIP() (netip.Addr, bool) {
 	return best.ip, best.state == function.StateReady
 }
 
+// servicesFirst starts the loops of fns, functions the daemon found with
+// nothing running (after a reboot), once every service is ready or after
+// Config.ServiceWait. Functions declare no dependencies, and one started
+// before the database it calls would fail its first requests; requests
+// that arrive meanwhile are held as for any wake-up. A function that was
+// running is adopted at once: it has been calling its services all along.
+func (c *Controller) servicesFirst(ctx context.Context, fns []*fn) {
+	start := time.Now()
+	deadline := time.NewTimer(c.cfg.ServiceWait)
+	defer deadline.Stop()
+	waited, services := true, 0
+wait:
+	for _, s := range *c.fns.Load() {
+		if !s.service {
+			continue
+		}
+		services++
+		for {
+			ch := s.changes()
+			if len(*s.eps.Load()) > 0 || s.gone.Load() {
+				break
+			}
+			select {
+			case <-ch:
+			case <-deadline.C:
+				c.log.Warn("services not ready: starting functions anyway", "waited", c.cfg.ServiceWait, "service", s.name)
+				waited = false
+				break wait
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	if waited && services > 0 {
+		c.log.Info("services ready: starting functions", "waited", time.Since(start).Round(time.Millisecond))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range fns {
+		if (*c.fns.Load())[f.name] == f {
+			c.startLoop(f)
+		}
+	}
+}
+
+// hasReplicas reports whether the function has replicas, adopted ones at
+// the daemon's start.
+func (f *fn) hasReplicas() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.replicas) > 0
+}
+
 // kickHosts asks the hosts loop to publish services' addresses again.
 func (c *Controller) kickHosts() {
 	select {

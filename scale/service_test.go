@@ -2,6 +2,7 @@ package scale_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -150,4 +151,40 @@ func TestServiceRebootKeepsAddress(t *testing.T) {
 			t.Errorf("removed %v, want kv-old", e.rt.removedIDs())
 		}
 	})
+}
+
+// At boot, functions with nothing running start once the services are
+// ready, or after ServiceWait if one never is.
+func TestServicesStartFirst(t *testing.T) {
+	for _, healthy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("healthy=%v", healthy), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := service("kv", "kv:1")
+				e := newEnv(t, scale.Config{ServiceWait: 20 * time.Second}, s, spec("app", "echo:1"))
+				e.start()
+				time.Sleep(5 * time.Second)
+				synctest.Wait()
+				if got := e.rt.createdFor("app"); len(got) != 0 {
+					t.Fatalf("app created %v while kv is not ready", got)
+				}
+				at := time.Now()
+				if healthy {
+					e.rt.mu.Lock()
+					e.rt.healthy = true
+					e.rt.mu.Unlock()
+				} else {
+					at = at.Add(15 * time.Second)
+				}
+				time.Sleep(20 * time.Second)
+				synctest.Wait()
+				got := e.rt.createdFor("app")
+				if len(got) != 1 {
+					t.Fatalf("app created %v, want once", got)
+				}
+				if got[0].At.Before(at) || got[0].At.After(at.Add(2*time.Second)) {
+					t.Errorf("app created at %v, want soon after %v", got[0].At, at)
+				}
+			})
+		})
+	}
 }
