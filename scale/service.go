@@ -40,7 +40,12 @@ func errService(name, what string) error {
 }
 
 // waitHealthy runs a starting service replica's healthcheck until it
-// passes; a service without one is ready once its process runs.
+// passes; a service without one is ready once its process runs. Then it
+// goes on checking, every interval, as compose does: a ready service whose
+// check fails Retries times in a row is reported unhealthy, and ready
+// again once a check passes. It is not restarted for it (compose restarts
+// a container only when its process exits), nor taken from functions'
+// hosts files: a database that answers slowly is better reached than not.
 func (f *fn) waitHealthy(ctx context.Context, id string, spec function.Spec) {
 	if spec.Service == nil || spec.Service.Healthcheck == nil {
 		f.send(ctx, func() { f.becameReady(id, false) })
@@ -54,12 +59,9 @@ func (f *fn) waitHealthy(ctx context.Context, id string, spec function.Spec) {
 		ok, err := f.c.health.ProbeExec(ctx, id, test)
 		if ok {
 			f.send(ctx, func() { f.becameReady(id, true) })
-			return
+			break
 		}
-		msg := "healthcheck failing"
-		if err != nil {
-			msg = "healthcheck: " + err.Error()
-		}
+		msg := healthMessage(err)
 		if msg != last {
 			last = msg
 			f.send(ctx, func() { f.setMessage(id, msg) })
@@ -71,6 +73,66 @@ func (f *fn) waitHealthy(ctx context.Context, id string, spec function.Spec) {
 		}
 		delay = min(delay*2, interval)
 	}
+	retries, fails := spec.HealthRetries(), 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		ok, err := f.c.health.ProbeExec(ctx, id, test)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case ok:
+			if fails >= retries {
+				f.send(ctx, func() { f.healthyAgain(id) })
+			}
+			fails = 0
+		default:
+			fails++
+			if fails == retries {
+				msg := fmt.Sprintf("%s (%d checks in a row)", healthMessage(err), fails)
+				f.send(ctx, func() { f.unhealthy(id, msg) })
+			}
+		}
+	}
+}
+
+func healthMessage(err error) string {
+	if err != nil {
+		return "healthcheck: " + err.Error()
+	}
+	return "healthcheck failing"
+}
+
+// unhealthy reports a ready service replica whose healthcheck keeps
+// failing.
+func (f *fn) unhealthy(id, why string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.replicas[id]
+	if r == nil || r.state != function.StateReady {
+		return
+	}
+	r.state, r.message = function.StateUnhealthy, why
+	f.c.metrics.healthFailures.WithLabelValues(f.metricName()).Inc()
+	f.c.log.Warn("service unhealthy", "fn", f.name, "replica", id, "why", why)
+	f.publish()
+}
+
+// healthyAgain puts an unhealthy service replica whose check passed back
+// to ready.
+func (f *fn) healthyAgain(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.replicas[id]
+	if r == nil || r.state != function.StateUnhealthy {
+		return
+	}
+	r.state, r.message = function.StateReady, ""
+	f.c.log.Info("service healthy again", "fn", f.name, "replica", id)
+	f.publish()
 }
 
 // ServiceIP returns the address of a service's replica, ready or not: a

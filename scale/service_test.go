@@ -188,3 +188,46 @@ func TestServicesStartFirst(t *testing.T) {
 		})
 	}
 }
+
+// A ready service whose healthcheck keeps failing is reported unhealthy
+// after Retries checks, and ready again once one passes; it is neither
+// restarted nor replaced for it, as compose does.
+func TestServiceUnhealthy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{})
+		e.rt.healthy = true
+		e.start()
+		e.deploy(service("kv", "kv:1")) // checks every second, 3 retries
+		synctest.Wait()
+		id := e.status("kv").Replicas[0].ID
+		setHealthy := func(ok bool) {
+			e.rt.mu.Lock()
+			e.rt.healthy = ok
+			e.rt.mu.Unlock()
+		}
+		setHealthy(false)
+		time.Sleep(2500 * time.Millisecond)
+		synctest.Wait()
+		if r := e.status("kv").Replicas[0]; r.State != function.StateReady {
+			t.Fatalf("after 2 failed checks: %+v, want still ready", r)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		r := e.status("kv").Replicas[0]
+		if r.State != function.StateUnhealthy || r.Message == "" {
+			t.Fatalf("after 3 failed checks: %+v, want unhealthy, saying why", r)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		setHealthy(true)
+		time.Sleep(1500 * time.Millisecond)
+		synctest.Wait()
+		st := e.status("kv")
+		if len(st.Replicas) != 1 || st.Replicas[0].ID != id || st.Replicas[0].State != function.StateReady || st.Replicas[0].Restarts != 0 {
+			t.Fatalf("after a passing check: %+v, want %s ready again, never restarted", st.Replicas, id)
+		}
+		if got := len(e.rt.createdFor("kv")); got != 1 {
+			t.Errorf("kv created %d times, want once", got)
+		}
+	})
+}
