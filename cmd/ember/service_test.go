@@ -87,6 +87,94 @@ func (d *daemon) serviceReady(name, notID string) string {
 	}
 }
 
+// serviceIP is the address of the service's replica.
+func (d *daemon) serviceIP(name string) string {
+	d.t.Helper()
+	svcs, err := d.client.Services(context.Background())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, s := range svcs {
+		if s.Spec.Name == name && len(s.Status.Replicas) == 1 {
+			return s.Status.Replicas[0].IP
+		}
+	}
+	d.t.Fatalf("service %s: no replica in %+v", name, svcs)
+	return ""
+}
+
+// outageTolerance is how much longer than the service's own outage a
+// function may fail: both loads sample every 20ms, and a call that finds
+// its pooled connection to the old process dead is retried by Go's
+// client on a new one.
+const outageTolerance = 500 * time.Millisecond
+
+// outageProbe GETs a URL every 20ms until finished, and measures the longest
+// time without a correct answer.
+type outageProbe struct {
+	stop chan struct{}
+	done chan outageResult
+}
+
+type outageResult struct {
+	gap       time.Duration // longest time between two correct answers
+	firstOK   time.Time
+	total     int
+	failed    int
+	badStatus int // answers with a status other than 200
+	firstErr  string
+}
+
+func startProbe(url, want string) *outageProbe {
+	l := &outageProbe{stop: make(chan struct{}), done: make(chan outageResult, 1)}
+	go func() {
+		var res outageResult
+		c := http.Client{Timeout: 3 * time.Second}
+		last := time.Now()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				res.gap = max(res.gap, time.Since(last))
+				l.done <- res
+				return
+			case <-tick.C:
+			}
+			res.total++
+			resp, err := c.Get(url)
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			now := time.Now()
+			switch {
+			case err == nil && resp.StatusCode == http.StatusOK && string(body) == want:
+				res.gap = max(res.gap, now.Sub(last))
+				last = now
+				if res.firstOK.IsZero() {
+					res.firstOK = now
+				}
+				continue
+			case err == nil:
+				res.badStatus++
+				err = fmt.Errorf("status %d: %q", resp.StatusCode, body)
+			}
+			res.failed++
+			if res.firstErr == "" {
+				res.firstErr = now.Format("15:04:05.000") + " " + err.Error()
+			}
+		}
+	}()
+	return l
+}
+
+func (l *outageProbe) finish() outageResult {
+	close(l.stop)
+	return <-l.done
+}
+
 func httpDo(method, url, body string) (string, int, error) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -162,29 +250,77 @@ func TestServiceKeepsData(t *testing.T) {
 	}
 	get("after writing", "hello")
 
-	d.mustEmber("service", "restart", "kv")
-	id = d.serviceReady("kv", id)
-	get("after a service restart", "hello")
-
-	write(kv2)
-	if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: recreated") {
-		t.Fatalf("up with a new image: %q, want kv recreated", out)
+	// Each disruption runs under load: GETs of the key straight to the
+	// service (its own outage) and through the function, which reaches it
+	// by name (what the function's clients see).
+	svcIP := d.serviceIP("kv")
+	svcURL := fmt.Sprintf("http://%s/greeting", net.JoinHostPort(svcIP, "7000"))
+	fnURL := func() string {
+		f := d.describe("app")
+		if len(f.Instances) != 1 || f.Instances[0].IP == "" {
+			t.Fatalf("app replicas: %+v", f.Instances)
+		}
+		return fmt.Sprintf("http://%s/_/kv/greeting", net.JoinHostPort(f.Instances[0].IP, "8080"))
 	}
-	d.serviceReady("kv", id)
-	get("after an image update", "hello")
+	measure := func(what, fnURL string, act func()) {
+		t.Helper()
+		svc, fn := startProbe(svcURL, "hello"), startProbe(fnURL, "hello")
+		time.Sleep(300 * time.Millisecond)
+		act()
+		get(what, "hello")
+		time.Sleep(300 * time.Millisecond)
+		sg, fg := svc.finish(), fn.finish()
+		t.Logf("%s: service unanswered for %v at most (%d failed GETs), function for %v (%d failed GETs of %d)",
+			what, sg.gap.Round(time.Millisecond), sg.failed, fg.gap.Round(time.Millisecond), fg.failed, fg.total)
+		if fg.gap > sg.gap+outageTolerance {
+			t.Errorf("%s: the function failed for %v, longer than the service's own outage %v (+%v); first failure: %s",
+				what, fg.gap, sg.gap, outageTolerance, fg.firstErr)
+		}
+		if got := d.serviceIP("kv"); got != svcIP {
+			t.Errorf("%s: the service moved from %s to %s", what, svcIP, got)
+		}
+	}
 
-	d.kill9()
-	d.start()
-	d.serviceReady("kv", "")
-	get("after SIGKILL and restart of the daemon", "hello")
+	measure("service restart", fnURL(), func() {
+		d.mustEmber("service", "restart", "kv")
+		id = d.serviceReady("kv", id)
+	})
+
+	measure("image update", fnURL(), func() {
+		write(kv2)
+		if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: recreated") {
+			t.Fatalf("up with a new image: %q, want kv recreated", out)
+		}
+		id = d.serviceReady("kv", id)
+	})
+
+	measure("SIGKILL and restart of the daemon", fnURL(), func() {
+		d.kill9()
+		d.start()
+		d.serviceReady("kv", "")
+	})
 
 	// A reboot, as far as containerd's tasks go: the daemon dies, then
-	// every task with it; containers and volumes stay.
+	// every task with it; containers and volumes stay. The function is
+	// created again, and only once the service is ready: the calls held
+	// by the gateway meanwhile are answered by a function that finds it.
 	d.kill9()
 	killTasks(t, d.e, d.ns)
+	boot := time.Now()
+	svc, gw := startProbe(svcURL, "hello"), startProbe(d.url("/function/app/_/kv/greeting"), "hello")
 	d.start()
 	d.serviceReady("kv", "")
 	get("after every task was gone", "hello")
+	time.Sleep(300 * time.Millisecond)
+	sg, gg := svc.finish(), gw.finish()
+	t.Logf("reboot: service answering %v after the daemon's start, the function through the gateway %v; the function answered %d GETs with an error status",
+		sg.firstOK.Sub(boot).Round(time.Millisecond), gg.firstOK.Sub(boot).Round(time.Millisecond), gg.badStatus)
+	if gg.badStatus > 0 {
+		t.Errorf("reboot: the function answered %d GETs with an error status, first: %s", gg.badStatus, gg.firstErr)
+	}
+	if got := d.serviceIP("kv"); got != svcIP {
+		t.Errorf("reboot: the service moved from %s to %s", svcIP, got)
+	}
 
 	out := d.mustEmber("service", "ls")
 	if !strings.Contains(out, "kv") || !strings.Contains(out, "ready") {
