@@ -245,6 +245,11 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	srvErr := make(chan error, 2)
 	go func() { srvErr <- tcpSrv.Serve(tcpLn) }()
 	go func() { srvErr <- unixSrv.Serve(unixLn) }()
+	composeDone := make(chan struct{})
+	go func() {
+		defer close(composeDone)
+		upDefaultCompose(runCtx, o.StateDir, o.Socket, log.With("component", "compose"))
+	}()
 	log.Info("serving", "version", version, "listen", tcpLn.Addr().String(), "socket", o.Socket,
 		"containerd", cver, "namespace", o.Namespace, "bridge", o.Bridge, "subnet", o.Subnet, "auth", password != "")
 	// Type=notify: systemd counts the unit as started only now. Without
@@ -266,6 +271,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	tcpSrv.Shutdown(sctx)
 	unixSrv.Shutdown(sctx)
 	cancelRun()
+	<-composeDone
 	if err := <-queueDone; err != nil {
 		log.Error("async queue", "err", err)
 	}

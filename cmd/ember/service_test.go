@@ -391,3 +391,38 @@ func TestServiceRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+// The daemon brings up STATE/compose.yaml at start, as `service up -f`
+// would; a file it refuses is logged and creates nothing.
+func TestServiceDefaultCompose(t *testing.T) {
+	e := setup(t)
+	d := newDaemon(t, e)
+	file := filepath.Join(d.dir, "state", "compose.yaml")
+	d.kill9()
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: "+e.echo+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	d.serviceReady("web", "")
+	t.Logf("$ ember service ls\n%s", d.mustEmber("service", "ls"))
+	d.mustEmber("service", "down")
+
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: "+e.echo+"\n    privileged: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.kill9()
+	d.start()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.logs.String(), "default compose file refused") {
+		if time.Now().After(deadline) {
+			t.Fatal("no refusal of the bad default compose file logged in 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(d.logs.String(), `privileged`) {
+		t.Errorf("the refusal does not name the key")
+	}
+	if svcs, err := d.client.Services(t.Context()); err != nil || len(svcs) != 0 {
+		t.Errorf("services after a refused default file: %+v %v, want none", svcs, err)
+	}
+}
