@@ -212,11 +212,18 @@ func TestServiceKeepsData(t *testing.T) {
 		}
 	}
 	write(kv1)
-	if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: created") {
+	// session runs the CLI and logs it as a terminal would show it.
+	session := func(args ...string) string {
+		t.Helper()
+		out := d.mustEmber(args...)
+		t.Logf("$ ember %s\n%s", strings.Join(args, " "), out)
+		return out
+	}
+	if out := session("service", "up", "-f", file); !strings.Contains(out, "kv: created") {
 		t.Fatalf("up: %q, want kv created", out)
 	}
 	id := d.serviceReady("kv", "")
-	if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: unchanged") {
+	if out := session("service", "up", "-f", file); !strings.Contains(out, "kv: unchanged") {
 		t.Fatalf("second up: %q, want kv unchanged", out)
 	}
 	if got := d.serviceReady("kv", ""); got != id {
@@ -282,13 +289,13 @@ func TestServiceKeepsData(t *testing.T) {
 	}
 
 	measure("service restart", fnURL(), func() {
-		d.mustEmber("service", "restart", "kv")
+		session("service", "restart", "kv")
 		id = d.serviceReady("kv", id)
 	})
 
 	measure("image update", fnURL(), func() {
 		write(kv2)
-		if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: recreated") {
+		if out := session("service", "up", "-f", file); !strings.Contains(out, "kv: recreated") {
 			t.Fatalf("up with a new image: %q, want kv recreated", out)
 		}
 		id = d.serviceReady("kv", id)
@@ -315,6 +322,9 @@ func TestServiceKeepsData(t *testing.T) {
 	sg, gg := svc.finish(), gw.finish()
 	t.Logf("reboot: service answering %v after the daemon's start, the function through the gateway %v; the function answered %d GETs with an error status",
 		sg.firstOK.Sub(boot).Round(time.Millisecond), gg.firstOK.Sub(boot).Round(time.Millisecond), gg.badStatus)
+	if sg.firstOK.IsZero() || gg.firstOK.IsZero() {
+		t.Errorf("reboot: the service (%s) or the function (%s) never answered", sg.firstErr, gg.firstErr)
+	}
 	if gg.badStatus > 0 {
 		t.Errorf("reboot: the function answered %d GETs with an error status, first: %s", gg.badStatus, gg.firstErr)
 	}
@@ -322,12 +332,11 @@ func TestServiceKeepsData(t *testing.T) {
 		t.Errorf("reboot: the service moved from %s to %s", svcIP, got)
 	}
 
-	out := d.mustEmber("service", "ls")
+	out := session("service", "ls")
 	if !strings.Contains(out, "kv") || !strings.Contains(out, "ready") {
 		t.Errorf("service ls:\n%s", out)
 	}
-	t.Logf("$ ember service ls\n%s", out)
-	if out := d.mustEmber("service", "logs", "kv"); !strings.Contains(out, "kv serving on :7000") {
+	if out := session("service", "logs", "kv"); !strings.Contains(out, "kv serving on :7000") {
 		t.Errorf("service logs:\n%s", out)
 	}
 	if out := d.mustEmber("status"); !strings.Contains(out, "Services:") {
@@ -338,17 +347,17 @@ func TestServiceKeepsData(t *testing.T) {
 	}
 
 	vol := filepath.Join(d.dir, "state", "volumes", "data")
-	d.mustEmber("service", "down", "kv")
+	session("service", "down", "kv")
 	if _, err := os.Stat(filepath.Join(vol, "greeting")); err != nil {
 		t.Fatalf("down without --volumes removed the volume: %v", err)
 	}
 	if _, _, err := httpDo(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/greeting", port), ""); err == nil {
 		t.Errorf("the port still answers after down")
 	}
-	d.mustEmber("service", "up", "-f", file)
+	session("service", "up", "-f", file)
 	d.serviceReady("kv", "")
 	get("after down and up", "hello")
-	d.mustEmber("service", "down", "--volumes")
+	session("service", "down", "--volumes")
 	if _, err := os.Stat(vol); !os.IsNotExist(err) {
 		t.Errorf("down --volumes left %s: %v", vol, err)
 	}
