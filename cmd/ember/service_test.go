@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
@@ -84,6 +87,24 @@ func (d *daemon) serviceReady(name, notID string) string {
 			d.t.Fatalf("service %s not ready in 60s: %+v %v", name, last, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// emptyRun removes the daemon's pinned network namespaces, as a reboot
+// empties /run.
+func emptyRun(t *testing.T, d *daemon) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(d.dir, "run", "netns-"+d.bridge, "*"))
+	for _, f := range files {
+		if err := unix.Unmount(f, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			t.Fatalf("unmount %s: %v", f, err)
+		}
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(files) == 0 {
+		t.Fatalf("no network namespaces under %s", filepath.Join(d.dir, "run"))
 	}
 }
 
@@ -307,12 +328,14 @@ func TestServiceKeepsData(t *testing.T) {
 		d.serviceReady("kv", "")
 	})
 
-	// A reboot, as far as containerd's tasks go: the daemon dies, then
-	// every task with it; containers and volumes stay. The function is
+	// A reboot: the daemon dies, then every task with it, and the network
+	// namespaces pinned under the run dir (a tmpfs) are gone; containers,
+	// volumes and the state dir stay. The function is
 	// created again, and only once the service is ready: the calls held
 	// by the gateway meanwhile are answered by a function that finds it.
 	d.kill9()
 	killTasks(t, d.e, d.ns)
+	emptyRun(t, d)
 	boot := time.Now()
 	svc, gw := startProbe(svcURL, "hello"), startProbe(d.url("/function/app/_/kv/greeting"), "hello")
 	d.start()
