@@ -458,3 +458,53 @@ func TestServiceDefaultCompose(t *testing.T) {
 		t.Errorf("services after a refused default file: %+v %v, want none", svcs, err)
 	}
 }
+
+// A service whose healthcheck keeps failing shows as unhealthy, and ready
+// again once it passes; it is not restarted for it.
+func TestServiceUnhealthy(t *testing.T) {
+	e := setup(t)
+	kv1, _ := kvImages(t, e)
+	d := newDaemon(t, e)
+	port := freePort(t)
+	file := filepath.Join(t.TempDir(), "compose.yaml")
+	yaml := strings.Replace(kvCompose(kv1, port), "interval: 500ms", "interval: 500ms\n      retries: 2", 1)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.mustEmber("service", "up", "-f", file)
+	id := d.serviceReady("kv", "")
+	sick := func(v string) {
+		t.Helper()
+		if body, code, err := httpDo(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/_sick", port), v); err != nil || code != 200 {
+			t.Fatalf("PUT _sick: %q %d %v", body, code, err)
+		}
+	}
+	waitState := func(want function.State) function.Replica {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			svcs, err := d.client.Services(t.Context())
+			if err == nil && len(svcs) == 1 && len(svcs[0].Status.Replicas) == 1 && svcs[0].Status.Replicas[0].State == want {
+				return svcs[0].Status.Replicas[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kv not %s in 20s: %+v %v", want, svcs, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	sick("yes")
+	r := waitState(function.StateUnhealthy)
+	t.Logf("$ ember service ls\n%s", d.mustEmber("service", "ls"))
+	if out := d.mustEmber("status"); !strings.Contains(out, "unhealthy") {
+		t.Errorf("status does not count the unhealthy service:\n%s", out)
+	}
+	if !strings.Contains(r.Message, "healthcheck") {
+		t.Errorf("message %q does not say why", r.Message)
+	}
+	sick("no")
+	r = waitState(function.StateReady)
+	if r.ID != id || r.Restarts != 0 {
+		t.Errorf("after recovering: %+v, want %s never restarted", r, id)
+	}
+}
