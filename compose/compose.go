@@ -281,6 +281,9 @@ func healthcheck(h *types.HealthCheckConfig) (*function.Healthcheck, error) {
 	if h.Interval != nil {
 		hc.Interval = time.Duration(*h.Interval)
 	}
+	if h.Retries != nil {
+		hc.Retries = int(*h.Retries)
+	}
 	return hc, nil
 }
 

@@ -52,11 +52,26 @@ type Port struct {
 type Healthcheck struct {
 	Test     []string      `json:"test"`
 	Interval time.Duration `json:"interval,omitempty"`
+	// Retries is how many checks in a row must fail for a ready service
+	// to be reported unhealthy (default 3, as compose's).
+	Retries int `json:"retries,omitempty"`
 }
 
 // DefaultHealthInterval is how often a service's healthcheck runs when the
 // file does not say.
 const DefaultHealthInterval = 2 * time.Second
+
+// DefaultHealthRetries is compose's default for healthcheck.retries.
+const DefaultHealthRetries = 3
+
+// HealthRetries is how many failed checks in a row make a ready service
+// unhealthy.
+func (s Spec) HealthRetries() int {
+	if s.Service != nil && s.Service.Healthcheck != nil && s.Service.Healthcheck.Retries > 0 {
+		return s.Service.Healthcheck.Retries
+	}
+	return DefaultHealthRetries
+}
 
 // IsService reports whether the spec is a service.
 func (s Spec) IsService() bool { return s.Kind == KindService }
@@ -147,6 +162,9 @@ func (s Spec) validateService() error {
 	}
 	if h := sv.Healthcheck; h != nil && len(h.Test) == 0 {
 		return fmt.Errorf("%w: healthcheck without a test", ErrInvalid)
+	}
+	if h := sv.Healthcheck; h != nil && h.Retries < 0 {
+		return fmt.Errorf("%w: healthcheck retries %d is negative", ErrInvalid, h.Retries)
 	}
 	return nil
 }

@@ -648,3 +648,64 @@ func TestIntegrationBridgeConflict(t *testing.T) {
 		// newIntegrationNetwork's Teardown must delete this bridge.
 	})
 }
+
+// A service's next replica asks for its predecessor's address and gets it
+// once that one is detached; while another id holds it, the answer says so
+// and leaves nothing behind.
+func TestIntegrationAttachAt(t *testing.T) {
+	n, cfg := newIntegrationNetwork(t)
+	ctx := t.Context()
+	idA, idB, idC := "svc-"+randomTag(t)+"-a", "svc-"+randomTag(t)+"-b", "svc-"+randomTag(t)+"-c"
+	a, err := n.Attach(ctx, idA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.AttachAt(ctx, idB, a.IP); !errors.Is(err, ErrAddrTaken) {
+		t.Fatalf("AttachAt(%s, %v) while %s holds it = %v, want ErrAddrTaken", idB, a.IP, idA, err)
+	}
+	assertGone(t, n, cfg, idB)
+	if _, err := n.AttachAt(ctx, idB, n.Gateway()); !errors.Is(err, ErrInvalid) {
+		t.Errorf("AttachAt(gateway) = %v, want ErrInvalid", err)
+	}
+	if err := n.Detach(ctx, idA); err != nil {
+		t.Fatal(err)
+	}
+	// Another id takes the next free address meanwhile: host-local would
+	// have given it a.IP again without the request had a.IP been last.
+	c, err := n.Attach(ctx, idC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.AttachAt(ctx, idB, a.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.IP != a.IP || c.IP == a.IP {
+		t.Fatalf("AttachAt gave %v (want %v), the other id %v", b.IP, a.IP, c.IP)
+	}
+	// The address comes back with its MAC, so that neighbour caches stay
+	// true.
+	if got, want := macIn(t, b.NetNS), macFor(a.IP).String(); got != want {
+		t.Errorf("MAC at %v = %s, want %s", b.IP, got, want)
+	}
+	assertAttached(t, n, cfg, b)
+	srv := listenIn(t, b.NetNS, netip.AddrPortFrom(b.IP, 8080).String())
+	echoFrom(t, c.NetNS, srv)
+}
+
+func macIn(t *testing.T, nsPath string) string {
+	t.Helper()
+	var mac string
+	err := ns.WithNetNSPath(nsPath, func(ns.NetNS) error {
+		l, err := net.InterfaceByName(ifName)
+		if err != nil {
+			return err
+		}
+		mac = l.HardwareAddr.String()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac
+}

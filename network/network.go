@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -17,6 +18,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 )
 
 var (
@@ -25,6 +29,9 @@ var (
 	// ErrExists is returned (wrapped) by Attach when the id already has a
 	// network namespace: attach it again only after Detach.
 	ErrExists = errors.New("already attached")
+	// ErrAddrTaken is returned (wrapped) by AttachAt when the address asked
+	// for is held by another id.
+	ErrAddrTaken = errors.New("address taken")
 )
 
 // SubnetFullError is CNI finding no free address in the subnet: every
@@ -127,6 +134,22 @@ func (n *Network) Gateway() netip.Addr { return n.gateway }
 // outlives any process, and plugs it into the bridge as eth0. On failure it
 // undoes everything it did, even if ctx is done.
 func (n *Network) Attach(ctx context.Context, id string) (Attachment, error) {
+	return n.attach(ctx, id, netip.Addr{})
+}
+
+// AttachAt is Attach with the address ip asked of host-local, which gives
+// it only if no other id holds it (ErrAddrTaken). A service keeps its
+// address from one replica to the next this way, so that the hosts files
+// through which functions reach it, and which their resolvers cache, stay
+// true.
+func (n *Network) AttachAt(ctx context.Context, id string, ip netip.Addr) (Attachment, error) {
+	if !n.subnet.Contains(ip) || ip == n.gateway || ip == n.subnet.Masked().Addr() {
+		return Attachment{}, fmt.Errorf("attach %s: address %s is not a host address of %s: %w", id, ip, n.subnet, ErrInvalid)
+	}
+	return n.attach(ctx, id, ip)
+}
+
+func (n *Network) attach(ctx context.Context, id string, want netip.Addr) (Attachment, error) {
 	if err := validateID(id); err != nil {
 		return Attachment{}, fmt.Errorf("attach: %w", err)
 	}
@@ -139,7 +162,10 @@ func (n *Network) Attach(ctx context.Context, id string) (Attachment, error) {
 		}
 		return Attachment{}, fmt.Errorf("attach %s: %w", id, err)
 	}
-	ip, err := n.add(ctx, id, path)
+	ip, err := n.add(ctx, id, path, want)
+	if err == nil {
+		err = setMAC(path, macFor(ip))
+	}
 	if err != nil {
 		// The plugin's own words for a conflicting bridge do not say what
 		// to do about it; this does.
@@ -158,10 +184,22 @@ func (n *Network) Attach(ctx context.Context, id string) (Attachment, error) {
 	return Attachment{ID: id, IP: ip, NetNS: path}, nil
 }
 
-// add runs CNI ADD for id in the netns at path and returns the address it got.
-func (n *Network) add(ctx context.Context, id, path string) (netip.Addr, error) {
-	res, err := n.cni.AddNetworkList(ctx, n.conf, n.runtimeConf(id, path))
+// add runs CNI ADD for id in the netns at path, asking for want if it is
+// valid, and returns the address it got.
+func (n *Network) add(ctx context.Context, id, path string, want netip.Addr) (netip.Addr, error) {
+	rc := n.runtimeConf(id, path)
+	if want.IsValid() {
+		// host-local reads the address from CNI_ARGS; the bridge plugin
+		// parses them too, and would refuse a key it does not know
+		// without IgnoreUnknown.
+		rc.Args = [][2]string{{"IgnoreUnknown", "1"}, {"IP", want.String()}}
+	}
+	res, err := n.cni.AddNetworkList(ctx, n.conf, rc)
 	if err != nil {
+		// host-local's words for an address held by another id.
+		if want.IsValid() && strings.Contains(err.Error(), "not available") {
+			return netip.Addr{}, fmt.Errorf("cni add: %s: %w (%w)", want, ErrAddrTaken, err)
+		}
 		// host-local's words, the only sign of it a plugin's exec gives.
 		if strings.Contains(err.Error(), "no IP addresses available") {
 			return netip.Addr{}, fmt.Errorf("cni add: %w", &SubnetFullError{Subnet: n.subnet, Err: err})
@@ -172,7 +210,36 @@ func (n *Network) add(ctx context.Context, id, path string) (netip.Addr, error) 
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("cni add: %w", err)
 	}
+	if want.IsValid() && ip != want {
+		return netip.Addr{}, fmt.Errorf("cni add: asked for %s, got %s", want, ip)
+	}
 	return ip, nil
+}
+
+// macFor is the MAC address of eth0 at ip, derived from it as Docker
+// derives its containers': an address that comes back (a service's next
+// replica, see AttachAt) comes back with the MAC that neighbour caches on
+// the bridge hold for it. With a random one those entries would send the
+// address's frames nowhere until they expire, half a minute or more.
+func macFor(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x02, 0x65, b[0], b[1], b[2], b[3]} // locally administered
+}
+
+// setMAC sets eth0's MAC address in the netns at path. A veth takes a new
+// address while up, before the replica's process has sent anything.
+func setMAC(path string, mac net.HardwareAddr) error {
+	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
+		link, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetHardwareAddr(link, mac)
+	})
+	if err != nil {
+		return fmt.Errorf("set mac address %s: %w", mac, err)
+	}
+	return nil
 }
 
 // resultIP is the address in the subnet that a CNI result gives eth0.

@@ -25,6 +25,10 @@ import (
 // ErrNotFound is returned (wrapped) for a replica that does not exist.
 var ErrNotFound = errors.New("replica not found")
 
+// ErrAddrTaken is what the Network wraps when an address asked for is held
+// by another id.
+var ErrAddrTaken = errors.New("address taken")
+
 // NewID returns a fresh replica ID for a function: the name keeps IDs
 // readable in `ctr` and `ip netns`, the suffix keeps them unique.
 func NewID(fn string) string {
@@ -35,7 +39,19 @@ func NewID(fn string) string {
 
 // Create starts a new replica of spec with the given ID: network, container,
 // snapshot, task. On any failure everything created so far is removed.
-func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (rep function.Instance, err error) {
+func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (function.Instance, error) {
+	return r.create(ctx, spec, id, netip.Addr{})
+}
+
+// CreateAt is Create with the replica at the address ip, a service's
+// predecessor's, so that the names functions resolve it by stay true. If
+// another replica holds ip the replica gets a new address: the service
+// runs, and the hosts files follow it.
+func (r *Runtime) CreateAt(ctx context.Context, spec function.Spec, id string, ip netip.Addr) (function.Instance, error) {
+	return r.create(ctx, spec, id, ip)
+}
+
+func (r *Runtime) create(ctx context.Context, spec function.Spec, id string, want netip.Addr) (rep function.Instance, err error) {
 	ctx = r.ns(ctx)
 	ref, err := NormalizeImage(spec.Image)
 	if err != nil {
@@ -55,7 +71,7 @@ func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (re
 			}
 		}
 	}()
-	att, err := r.net.Attach(ctx, id)
+	att, err := r.attach(ctx, spec.Name, id, want)
 	if err != nil {
 		return function.Instance{}, fmt.Errorf("network: %w", err)
 	}
@@ -99,6 +115,20 @@ func (r *Runtime) Create(ctx context.Context, spec function.Spec, id string) (re
 	}
 	return function.Instance{ID: id, Function: spec.Name, Hash: labels[LabelHash], IP: att.IP, Pid: task.Pid(),
 		Status: function.TaskRunning, Created: time.Now(), Cgroup: cg}, nil
+}
+
+// attach plugs a new replica into the network, at want if it is valid and
+// free.
+func (r *Runtime) attach(ctx context.Context, fn, id string, want netip.Addr) (Attachment, error) {
+	if !want.IsValid() {
+		return r.net.Attach(ctx, id)
+	}
+	att, err := r.net.AttachAt(ctx, id, want)
+	if !errors.Is(err, ErrAddrTaken) {
+		return att, err
+	}
+	r.log.Warn("address held by another replica: taking a new one", "fn", fn, "replica", id, "ip", want, "err", err)
+	return r.net.Attach(ctx, id)
 }
 
 // newTask creates (but does not start) a task whose output goes to the

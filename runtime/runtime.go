@@ -33,6 +33,9 @@ const snapshotter = "overlayfs"
 // implemented by package network.
 type Network interface {
 	Attach(ctx context.Context, id string) (Attachment, error)
+	// AttachAt asks for the address ip, and fails with an error that
+	// wraps ErrAddrTaken while another id holds it.
+	AttachAt(ctx context.Context, id string, ip netip.Addr) (Attachment, error)
 	Detach(ctx context.Context, id string) error
 	Lookup(id string) (Attachment, bool)
 	List() ([]string, error)

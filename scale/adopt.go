@@ -27,12 +27,13 @@ func (c *Controller) Recover(ctx context.Context) error {
 	}
 	for _, in := range insts {
 		f := fns[in.Function]
-		if f == nil || !in.IP.IsValid() || in.Cgroup == "" {
+		if f == nil {
 			continue
 		}
-		switch in.Status {
-		case function.TaskRunning, function.TaskPaused, function.TaskCreated:
-		default:
+		if !adoptable(in) {
+			if f.service {
+				f.leftOver(in)
+			}
 			continue
 		}
 		f.adopt(in)
@@ -43,6 +44,27 @@ func (c *Controller) Recover(ctx context.Context) error {
 	}
 	c.fns.Store(&fns)
 	return nil
+}
+
+func adoptable(in function.Instance) bool {
+	if !in.IP.IsValid() || in.Cgroup == "" {
+		return false
+	}
+	switch in.Status {
+	case function.TaskRunning, function.TaskPaused, function.TaskCreated:
+		return true
+	}
+	return false
+}
+
+// leftOver takes note of a service's container that lost its task (a
+// reboot): the service's next replica takes its address, unless an
+// adopted replica has one.
+func (f *fn) leftOver(in function.Instance) {
+	f.leftovers = append(f.leftovers, in.ID)
+	if in.IP.IsValid() && len(f.replicas) == 0 {
+		f.svcIP = in.IP
+	}
 }
 
 // adopt takes over a replica found after a restart: a running one starts
@@ -69,6 +91,9 @@ func (f *fn) adopt(in function.Instance) {
 		r.closed.Store(true)
 	}
 	f.replicas[in.ID] = r
+	if f.service {
+		f.svcIP = in.IP
+	}
 }
 
 // settleAdopted sets the phase from the adopted replicas: running ones make

@@ -40,6 +40,10 @@ type Config struct {
 	// the function's missing replicas wait; a replica created since that
 	// stays ready for BackoffReset, or a new spec, resets it.
 	BackoffMin, BackoffMax, BackoffReset time.Duration
+	// ServiceWait bounds how long, at the daemon's start, functions with
+	// nothing running wait for every service to be ready before they
+	// start (default 15s; see servicesFirst).
+	ServiceWait time.Duration
 	// MaxCreates bounds the replica creations in flight on the host
 	// (default 4; each function has at most 2, 1 after a failure). A
 	// create is a snapshot, a CNI ADD with its iptables changes and a runc
@@ -89,6 +93,7 @@ func (c *Config) setDefaults() {
 	def(&c.CleanupBackoffMax, time.Minute)
 	def(&c.AutoscaleInterval, 250*time.Millisecond)
 	def(&c.LoadWindow, 3*time.Second)
+	def(&c.ServiceWait, 15*time.Second)
 	if c.MaxWaiting == 0 {
 		c.MaxWaiting = 1000
 	}

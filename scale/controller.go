@@ -26,6 +26,7 @@ type Controller struct {
 	st      Store
 	health  Healthchecker
 	hosts   Hosts
+	place   Placer
 	log     *slog.Logger
 	metrics *metrics
 	janitor *janitor
@@ -58,7 +59,7 @@ func New(cfg Config, d Deps, log *slog.Logger, reg prometheus.Registerer) *Contr
 	d.check()
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, images: d.Images, reps: d.Replicas, tasks: d.Tasks, freezer: d.Freezer, prober: d.Prober,
-		logs: d.Logs, usage: d.Usage, sweeper: d.Sweeper, st: d.Store, health: d.Health, hosts: d.Hosts, log: log, metrics: newMetrics(reg),
+		logs: d.Logs, usage: d.Usage, sweeper: d.Sweeper, st: d.Store, health: d.Health, hosts: d.Hosts, place: d.Place, log: log, metrics: newMetrics(reg),
 		hostsKick: make(chan struct{}, 1),
 		autoKick:  make(chan struct{}, 1), probeWake: make(chan struct{}, 1), creates: make(chan struct{}, cfg.MaxCreates)}
 	c.fns.Store(&map[string]*fn{})
@@ -97,8 +98,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.ctx = ctx
 	c.running.Store(&ctx)
 	c.started = true
+	var later []*fn
 	for _, f := range *c.fns.Load() {
-		c.startLoop(f)
+		if f.service || f.hasReplicas() {
+			c.startLoop(f)
+		} else {
+			later = append(later, f)
+		}
+	}
+	if len(later) > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.servicesFirst(ctx, later)
+		}()
 	}
 	c.wg.Add(3)
 	go func() {

@@ -92,6 +92,9 @@ type Deps struct {
 	// addresses; both may be nil when no service is ever deployed.
 	Health Healthchecker
 	Hosts  Hosts
+	// Place creates a service's replica at its predecessor's address; nil,
+	// a service's replicas take any address.
+	Place Placer
 }
 
 // check panics on a missing dependency: a wiring mistake, better found

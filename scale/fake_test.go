@@ -26,6 +26,7 @@ var (
 	_ scale.Logs     = (*fakeRuntime)(nil)
 	_ scale.Usage    = (*fakeRuntime)(nil)
 	_ scale.Sweeper  = (*fakeRuntime)(nil)
+	_ scale.Placer   = (*fakeRuntime)(nil)
 	_ scale.Store    = (*fakeStore)(nil)
 )
 
@@ -108,7 +109,7 @@ type restartRec struct {
 
 // deps is the controller's dependencies: rt in every runtime role, and st.
 func (rt *fakeRuntime) deps(st scale.Store) scale.Deps {
-	return scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st, Health: rt, Hosts: rt}
+	return scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st, Health: rt, Hosts: rt, Place: rt}
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -174,6 +175,25 @@ func (rt *fakeRuntime) Create(ctx context.Context, spec function.Spec, id string
 	rt.reps[id] = &fakeReplica{inst: in, image: spec.Image, lock: rt.newLock, ready: rt.newReady}
 	rt.created = append(rt.created, createRec{Function: spec.Name, ID: id, Hash: in.Hash, At: in.Created})
 	rt.note("Create", spec.Name)
+	return in, nil
+}
+
+// CreateAt is Create at address ip, or at a new one while another replica
+// holds ip, as host-local decides.
+func (rt *fakeRuntime) CreateAt(ctx context.Context, spec function.Spec, id string, ip netip.Addr) (function.Instance, error) {
+	in, err := rt.Create(ctx, spec, id)
+	if err != nil {
+		return in, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for other, r := range rt.reps {
+		if other != id && r.inst.IP == ip {
+			return in, nil
+		}
+	}
+	in.IP = ip
+	rt.reps[id].inst.IP = ip
 	return in, nil
 }
 

@@ -76,6 +76,13 @@ type fn struct {
 	createBackoff time.Duration // the delay the last failure set
 	createAt      time.Time     // no creation before this
 	createSeq     int           // bumped by each failure that backs off
+
+	// svcIP is a service's address, kept for its next replica (see
+	// Placer). leftovers are its containers that a reboot left without a
+	// task: removed before the next replica is created, so that it may
+	// take their address.
+	svcIP     netip.Addr
+	leftovers []string
 }
 
 // replica is one replica as the controller tracks it. Fields under fn.mu

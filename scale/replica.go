@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -31,8 +32,13 @@ func (f *fn) create(ctx context.Context) {
 	f.replicas[id] = r
 	f.creating++
 	seq := f.createSeq
+	var at netip.Addr
+	var leftovers []string
+	if f.service {
+		at, leftovers, f.leftovers = f.svcIP, f.leftovers, nil
+	}
 	go func() {
-		in, err := f.createIn(ctx, spec, r)
+		in, err := f.createIn(ctx, spec, r, at, leftovers)
 		why := ""
 		if err != nil && !errors.Is(err, errDrained) {
 			// Explained here, off the loop: the count of addresses in use
@@ -60,6 +66,10 @@ func (f *fn) create(ctx context.Context) {
 			r.message = "waiting for " + lockPath
 			if f.service {
 				r.message = "waiting for the healthcheck"
+				if f.svcIP.IsValid() && in.IP != f.svcIP {
+					f.c.log.Warn("service moved to a new address", "fn", f.name, "replica", id, "was", f.svcIP, "ip", in.IP)
+				}
+				f.svcIP = in.IP
 				f.c.kickHosts()
 			}
 			f.c.log.Info("replica started", "fn", f.name, "replica", id, "ip", in.IP)
@@ -74,8 +84,9 @@ func (f *fn) create(ctx context.Context) {
 }
 
 // createIn creates r's container and task once a host-wide creation slot
-// is free, unless r was drained while it waited.
-func (f *fn) createIn(ctx context.Context, spec function.Spec, r *replica) (function.Instance, error) {
+// is free, unless r was drained while it waited. A service's replica goes
+// at its address at, once the leftovers that may hold it are removed.
+func (f *fn) createIn(ctx context.Context, spec function.Spec, r *replica, at netip.Addr, leftovers []string) (function.Instance, error) {
 	select {
 	case f.c.creates <- struct{}{}:
 	case <-ctx.Done():
@@ -91,7 +102,21 @@ func (f *fn) createIn(ctx context.Context, spec function.Spec, r *replica) (func
 	if drained {
 		return function.Instance{}, errDrained
 	}
-	in, err := f.c.reps.Create(ctx, spec, r.id)
+	for _, id := range leftovers {
+		if err := f.c.reps.Remove(ctx, f.name, id, 0); err != nil {
+			// Not this replica's failure: the janitor frees it later, and
+			// the replica takes a new address meanwhile.
+			f.c.log.Warn("remove leftover of a service", "fn", f.name, "replica", id, "err", err)
+			f.c.janitor.kick()
+		}
+	}
+	var in function.Instance
+	var err error
+	if at.IsValid() && f.c.place != nil {
+		in, err = f.c.place.CreateAt(ctx, spec, r.id, at)
+	} else {
+		in, err = f.c.reps.Create(ctx, spec, r.id)
+	}
 	if err != nil && ctx.Err() != nil {
 		return function.Instance{}, errDrained // the daemon is stopping
 	}

@@ -189,7 +189,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		MaxWaiting:     o.MaxWaiting,
 		Secrets:        secrets,
 	}, scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st,
-		Health: rt, Hosts: rt},
+		Health: rt, Hosts: rt, Place: rt},
 		log.With("component", "scale"), reg)
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
@@ -245,6 +245,11 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	srvErr := make(chan error, 2)
 	go func() { srvErr <- tcpSrv.Serve(tcpLn) }()
 	go func() { srvErr <- unixSrv.Serve(unixLn) }()
+	composeDone := make(chan struct{})
+	go func() {
+		defer close(composeDone)
+		upDefaultCompose(runCtx, o.StateDir, o.Socket, log.With("component", "compose"))
+	}()
 	log.Info("serving", "version", version, "listen", tcpLn.Addr().String(), "socket", o.Socket,
 		"containerd", cver, "namespace", o.Namespace, "bridge", o.Bridge, "subnet", o.Subnet, "auth", password != "")
 	// Type=notify: systemd counts the unit as started only now. Without
@@ -266,6 +271,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	tcpSrv.Shutdown(sctx)
 	unixSrv.Shutdown(sctx)
 	cancelRun()
+	<-composeDone
 	if err := <-queueDone; err != nil {
 		log.Error("async queue", "err", err)
 	}
@@ -372,6 +378,14 @@ type netAdapter struct{ n *network.Network }
 
 func (a netAdapter) Attach(ctx context.Context, id string) (runtime.Attachment, error) {
 	at, err := a.n.Attach(ctx, id)
+	return runtime.Attachment{IP: at.IP, NetNS: at.NetNS}, err
+}
+
+func (a netAdapter) AttachAt(ctx context.Context, id string, ip netip.Addr) (runtime.Attachment, error) {
+	at, err := a.n.AttachAt(ctx, id, ip)
+	if errors.Is(err, network.ErrAddrTaken) {
+		err = fmt.Errorf("%w: %w", runtime.ErrAddrTaken, err)
+	}
 	return runtime.Attachment{IP: at.IP, NetNS: at.NetNS}, err
 }
 

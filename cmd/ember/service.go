@@ -55,19 +55,7 @@ func environ() map[string]string {
 }
 
 func runServiceUp(ctx context.Context, c *client.Client, o serviceUpOptions, w io.Writer) error {
-	data, err := os.ReadFile(o.File)
-	if err != nil {
-		return err
-	}
-	abs, err := filepath.Abs(o.File)
-	if err != nil {
-		return err
-	}
-	specs, err := compose.Load(ctx, compose.File{Name: filepath.Base(o.File), Content: data, Dir: filepath.Dir(abs), Env: environ()})
-	if err != nil {
-		return err
-	}
-	res, err := c.ServicesUp(ctx, wire.ServicesUp{Services: specs})
+	res, err := upFile(ctx, c, o.File)
 	if err != nil {
 		return err
 	}
@@ -75,6 +63,23 @@ func runServiceUp(ctx context.Context, c *client.Client, o serviceUpOptions, w i
 		fmt.Fprintf(w, "%s: %s\n", r.Name, r.Action)
 	}
 	return nil
+}
+
+// upFile brings up the services of the compose file at path.
+func upFile(ctx context.Context, c *client.Client, path string) ([]wire.ServiceResult, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := compose.Load(ctx, compose.File{Name: filepath.Base(path), Content: data, Dir: filepath.Dir(abs), Env: environ()})
+	if err != nil {
+		return nil, err
+	}
+	return c.ServicesUp(ctx, wire.ServicesUp{Services: specs})
 }
 
 func newServiceLsCmd() *cobra.Command {

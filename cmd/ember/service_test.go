@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
@@ -87,6 +90,112 @@ func (d *daemon) serviceReady(name, notID string) string {
 	}
 }
 
+// emptyRun removes the daemon's pinned network namespaces, as a reboot
+// empties /run.
+func emptyRun(t *testing.T, d *daemon) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(d.dir, "run", "netns-"+d.bridge, "*"))
+	for _, f := range files {
+		if err := unix.Unmount(f, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			t.Fatalf("unmount %s: %v", f, err)
+		}
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(files) == 0 {
+		t.Fatalf("no network namespaces under %s", filepath.Join(d.dir, "run"))
+	}
+}
+
+// serviceIP is the address of the service's replica.
+func (d *daemon) serviceIP(name string) string {
+	d.t.Helper()
+	svcs, err := d.client.Services(context.Background())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, s := range svcs {
+		if s.Spec.Name == name && len(s.Status.Replicas) == 1 {
+			return s.Status.Replicas[0].IP
+		}
+	}
+	d.t.Fatalf("service %s: no replica in %+v", name, svcs)
+	return ""
+}
+
+// outageTolerance is how much longer than the service's own outage a
+// function may fail: both loads sample every 20ms, and a call that finds
+// its pooled connection to the old process dead is retried by Go's
+// client on a new one.
+const outageTolerance = 500 * time.Millisecond
+
+// outageProbe GETs a URL every 20ms until finished, and measures the longest
+// time without a correct answer.
+type outageProbe struct {
+	stop chan struct{}
+	done chan outageResult
+}
+
+type outageResult struct {
+	gap       time.Duration // longest time between two correct answers
+	firstOK   time.Time
+	total     int
+	failed    int
+	badStatus int // answers with a status other than 200
+	firstErr  string
+}
+
+func startProbe(url, want string) *outageProbe {
+	l := &outageProbe{stop: make(chan struct{}), done: make(chan outageResult, 1)}
+	go func() {
+		var res outageResult
+		c := http.Client{Timeout: 3 * time.Second}
+		last := time.Now()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-l.stop:
+				res.gap = max(res.gap, time.Since(last))
+				l.done <- res
+				return
+			case <-tick.C:
+			}
+			res.total++
+			resp, err := c.Get(url)
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			now := time.Now()
+			switch {
+			case err == nil && resp.StatusCode == http.StatusOK && string(body) == want:
+				res.gap = max(res.gap, now.Sub(last))
+				last = now
+				if res.firstOK.IsZero() {
+					res.firstOK = now
+				}
+				continue
+			case err == nil:
+				res.badStatus++
+				err = fmt.Errorf("status %d: %q", resp.StatusCode, body)
+			}
+			res.failed++
+			if res.firstErr == "" {
+				res.firstErr = now.Format("15:04:05.000") + " " + err.Error()
+			}
+		}
+	}()
+	return l
+}
+
+func (l *outageProbe) finish() outageResult {
+	close(l.stop)
+	return <-l.done
+}
+
 func httpDo(method, url, body string) (string, int, error) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -124,11 +233,18 @@ func TestServiceKeepsData(t *testing.T) {
 		}
 	}
 	write(kv1)
-	if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: created") {
+	// session runs the CLI and logs it as a terminal would show it.
+	session := func(args ...string) string {
+		t.Helper()
+		out := d.mustEmber(args...)
+		t.Logf("$ ember %s\n%s", strings.Join(args, " "), out)
+		return out
+	}
+	if out := session("service", "up", "-f", file); !strings.Contains(out, "kv: created") {
 		t.Fatalf("up: %q, want kv created", out)
 	}
 	id := d.serviceReady("kv", "")
-	if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: unchanged") {
+	if out := session("service", "up", "-f", file); !strings.Contains(out, "kv: unchanged") {
 		t.Fatalf("second up: %q, want kv unchanged", out)
 	}
 	if got := d.serviceReady("kv", ""); got != id {
@@ -162,36 +278,88 @@ func TestServiceKeepsData(t *testing.T) {
 	}
 	get("after writing", "hello")
 
-	d.mustEmber("service", "restart", "kv")
-	id = d.serviceReady("kv", id)
-	get("after a service restart", "hello")
-
-	write(kv2)
-	if out := d.mustEmber("service", "up", "-f", file); !strings.Contains(out, "kv: recreated") {
-		t.Fatalf("up with a new image: %q, want kv recreated", out)
+	// Each disruption runs under load: GETs of the key straight to the
+	// service (its own outage) and through the function, which reaches it
+	// by name (what the function's clients see).
+	svcIP := d.serviceIP("kv")
+	svcURL := fmt.Sprintf("http://%s/greeting", net.JoinHostPort(svcIP, "7000"))
+	fnURL := func() string {
+		f := d.describe("app")
+		if len(f.Instances) != 1 || f.Instances[0].IP == "" {
+			t.Fatalf("app replicas: %+v", f.Instances)
+		}
+		return fmt.Sprintf("http://%s/_/kv/greeting", net.JoinHostPort(f.Instances[0].IP, "8080"))
 	}
-	d.serviceReady("kv", id)
-	get("after an image update", "hello")
+	measure := func(what, fnURL string, act func()) {
+		t.Helper()
+		svc, fn := startProbe(svcURL, "hello"), startProbe(fnURL, "hello")
+		time.Sleep(300 * time.Millisecond)
+		act()
+		get(what, "hello")
+		time.Sleep(300 * time.Millisecond)
+		sg, fg := svc.finish(), fn.finish()
+		t.Logf("%s: service unanswered for %v at most (%d failed GETs), function for %v (%d failed GETs of %d)",
+			what, sg.gap.Round(time.Millisecond), sg.failed, fg.gap.Round(time.Millisecond), fg.failed, fg.total)
+		if fg.gap > sg.gap+outageTolerance {
+			t.Errorf("%s: the function failed for %v, longer than the service's own outage %v (+%v); first failure: %s",
+				what, fg.gap, sg.gap, outageTolerance, fg.firstErr)
+		}
+		if got := d.serviceIP("kv"); got != svcIP {
+			t.Errorf("%s: the service moved from %s to %s", what, svcIP, got)
+		}
+	}
 
-	d.kill9()
-	d.start()
-	d.serviceReady("kv", "")
-	get("after SIGKILL and restart of the daemon", "hello")
+	measure("service restart", fnURL(), func() {
+		session("service", "restart", "kv")
+		id = d.serviceReady("kv", id)
+	})
 
-	// A reboot, as far as containerd's tasks go: the daemon dies, then
-	// every task with it; containers and volumes stay.
+	measure("image update", fnURL(), func() {
+		write(kv2)
+		if out := session("service", "up", "-f", file); !strings.Contains(out, "kv: recreated") {
+			t.Fatalf("up with a new image: %q, want kv recreated", out)
+		}
+		id = d.serviceReady("kv", id)
+	})
+
+	measure("SIGKILL and restart of the daemon", fnURL(), func() {
+		d.kill9()
+		d.start()
+		d.serviceReady("kv", "")
+	})
+
+	// A reboot: the daemon dies, then every task with it, and the network
+	// namespaces pinned under the run dir (a tmpfs) are gone; containers,
+	// volumes and the state dir stay. The function is
+	// created again, and only once the service is ready: the calls held
+	// by the gateway meanwhile are answered by a function that finds it.
 	d.kill9()
 	killTasks(t, d.e, d.ns)
+	emptyRun(t, d)
+	boot := time.Now()
+	svc, gw := startProbe(svcURL, "hello"), startProbe(d.url("/function/app/_/kv/greeting"), "hello")
 	d.start()
 	d.serviceReady("kv", "")
 	get("after every task was gone", "hello")
+	time.Sleep(300 * time.Millisecond)
+	sg, gg := svc.finish(), gw.finish()
+	t.Logf("reboot: service answering %v after the daemon's start, the function through the gateway %v; the function answered %d GETs with an error status",
+		sg.firstOK.Sub(boot).Round(time.Millisecond), gg.firstOK.Sub(boot).Round(time.Millisecond), gg.badStatus)
+	if sg.firstOK.IsZero() || gg.firstOK.IsZero() {
+		t.Errorf("reboot: the service (%s) or the function (%s) never answered", sg.firstErr, gg.firstErr)
+	}
+	if gg.badStatus > 0 {
+		t.Errorf("reboot: the function answered %d GETs with an error status, first: %s", gg.badStatus, gg.firstErr)
+	}
+	if got := d.serviceIP("kv"); got != svcIP {
+		t.Errorf("reboot: the service moved from %s to %s", svcIP, got)
+	}
 
-	out := d.mustEmber("service", "ls")
+	out := session("service", "ls")
 	if !strings.Contains(out, "kv") || !strings.Contains(out, "ready") {
 		t.Errorf("service ls:\n%s", out)
 	}
-	t.Logf("$ ember service ls\n%s", out)
-	if out := d.mustEmber("service", "logs", "kv"); !strings.Contains(out, "kv serving on :7000") {
+	if out := session("service", "logs", "kv"); !strings.Contains(out, "kv serving on :7000") {
 		t.Errorf("service logs:\n%s", out)
 	}
 	if out := d.mustEmber("status"); !strings.Contains(out, "Services:") {
@@ -202,17 +370,17 @@ func TestServiceKeepsData(t *testing.T) {
 	}
 
 	vol := filepath.Join(d.dir, "state", "volumes", "data")
-	d.mustEmber("service", "down", "kv")
+	session("service", "down", "kv")
 	if _, err := os.Stat(filepath.Join(vol, "greeting")); err != nil {
 		t.Fatalf("down without --volumes removed the volume: %v", err)
 	}
 	if _, _, err := httpDo(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/greeting", port), ""); err == nil {
 		t.Errorf("the port still answers after down")
 	}
-	d.mustEmber("service", "up", "-f", file)
+	session("service", "up", "-f", file)
 	d.serviceReady("kv", "")
 	get("after down and up", "hello")
-	d.mustEmber("service", "down", "--volumes")
+	session("service", "down", "--volumes")
 	if _, err := os.Stat(vol); !os.IsNotExist(err) {
 		t.Errorf("down --volumes left %s: %v", vol, err)
 	}
@@ -253,5 +421,90 @@ func TestServiceRefusesBadInput(t *testing.T) {
 				t.Errorf("volumes after a refused up: %v", m)
 			}
 		})
+	}
+}
+
+// The daemon brings up STATE/compose.yaml at start, as `service up -f`
+// would; a file it refuses is logged and creates nothing.
+func TestServiceDefaultCompose(t *testing.T) {
+	e := setup(t)
+	d := newDaemon(t, e)
+	file := filepath.Join(d.dir, "state", "compose.yaml")
+	d.kill9()
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: "+e.echo+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	d.serviceReady("web", "")
+	t.Logf("$ ember service ls\n%s", d.mustEmber("service", "ls"))
+	d.mustEmber("service", "down")
+
+	if err := os.WriteFile(file, []byte("services:\n  web:\n    image: "+e.echo+"\n    privileged: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.kill9()
+	d.start()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(d.logs.String(), "default compose file refused") {
+		if time.Now().After(deadline) {
+			t.Fatal("no refusal of the bad default compose file logged in 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(d.logs.String(), `privileged`) {
+		t.Errorf("the refusal does not name the key")
+	}
+	if svcs, err := d.client.Services(t.Context()); err != nil || len(svcs) != 0 {
+		t.Errorf("services after a refused default file: %+v %v, want none", svcs, err)
+	}
+}
+
+// A service whose healthcheck keeps failing shows as unhealthy, and ready
+// again once it passes; it is not restarted for it.
+func TestServiceUnhealthy(t *testing.T) {
+	e := setup(t)
+	kv1, _ := kvImages(t, e)
+	d := newDaemon(t, e)
+	port := freePort(t)
+	file := filepath.Join(t.TempDir(), "compose.yaml")
+	yaml := strings.Replace(kvCompose(kv1, port), "interval: 500ms", "interval: 500ms\n      retries: 2", 1)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.mustEmber("service", "up", "-f", file)
+	id := d.serviceReady("kv", "")
+	sick := func(v string) {
+		t.Helper()
+		if body, code, err := httpDo(http.MethodPut, fmt.Sprintf("http://127.0.0.1:%d/_sick", port), v); err != nil || code != 200 {
+			t.Fatalf("PUT _sick: %q %d %v", body, code, err)
+		}
+	}
+	waitState := func(want function.State) function.Replica {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			svcs, err := d.client.Services(t.Context())
+			if err == nil && len(svcs) == 1 && len(svcs[0].Status.Replicas) == 1 && svcs[0].Status.Replicas[0].State == want {
+				return svcs[0].Status.Replicas[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kv not %s in 20s: %+v %v", want, svcs, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	sick("yes")
+	r := waitState(function.StateUnhealthy)
+	t.Logf("$ ember service ls\n%s", d.mustEmber("service", "ls"))
+	if out := d.mustEmber("status"); !strings.Contains(out, "unhealthy") {
+		t.Errorf("status does not count the unhealthy service:\n%s", out)
+	}
+	if !strings.Contains(r.Message, "healthcheck") {
+		t.Errorf("message %q does not say why", r.Message)
+	}
+	sick("no")
+	r = waitState(function.StateReady)
+	if r.ID != id || r.Restarts != 0 {
+		t.Errorf("after recovering: %+v, want %s never restarted", r, id)
 	}
 }

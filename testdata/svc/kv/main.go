@@ -3,6 +3,7 @@
 // (default /data), so what it holds survives only if its volume does.
 //
 //	kv            serve on $PORT (default 7000): GET /KEY, PUT /KEY, GET /_/health
+//	              (failing while the key _sick holds "yes")
 //	kv check      the healthcheck: exit 0 when the server answers
 package main
 
@@ -35,7 +36,15 @@ func main() {
 	if dir == "" {
 		dir = "/data"
 	}
-	http.HandleFunc("GET /_/health", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	http.HandleFunc("GET /_/health", func(w http.ResponseWriter, r *http.Request) {
+		// The key _sick set to "yes" fails the healthcheck, for tests of
+		// a service that runs but is unwell.
+		if b, _ := os.ReadFile(filepath.Join(dir, "_sick")); string(b) == "yes" {
+			http.Error(w, "sick", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
 	http.HandleFunc("/{key}", func(w http.ResponseWriter, r *http.Request) {
 		key := r.PathValue("key")
 		if strings.ContainsAny(key, "/\\") || strings.HasPrefix(key, ".") {
