@@ -139,7 +139,12 @@ func newServiceRestartCmd() *cobra.Command {
 		Short: "Restart a service: its process stops, then a new one starts on the same volumes",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return clientFor(cmd).ServiceRestart(cmd.Context(), args[0])
+			if err := clientFor(cmd).ServiceRestart(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			// The same "NAME: what happened" line as up and down print.
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: restarted\n", args[0])
+			return nil
 		},
 	}
 }
