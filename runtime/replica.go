@@ -113,11 +113,7 @@ func (r *Runtime) newTask(ctx context.Context, c containerd.Container, fn string
 	// are dropped (and counted) until there is room; the collector makes
 	// the directory then.
 	_ = os.MkdirAll(filepath.Join(r.logs.logDir, fn), 0o700)
-	task, err := c.NewTask(ctx, cio.LogFile(logPath))
-	if err != nil {
-		return nil, fmt.Errorf("create task: %w", err)
-	}
-	return task, nil
+	return createTask(ctx, c, cio.LogFile(logPath))
 }
 
 // Restart replaces an exited replica's task with a new one in the same
@@ -285,10 +281,7 @@ func (r *Runtime) stopTask(ctx context.Context, task containerd.Task, grace time
 			return ctx.Err()
 		}
 	}
-	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("delete task %s: %w", task.ID(), err)
-	}
-	return nil
+	return deleteTask(ctx, task, containerd.WithProcessKill)
 }
 
 // Remove stops a replica (SIGTERM, SIGKILL after grace) and frees
@@ -311,8 +304,8 @@ func (r *Runtime) cleanup(ctx context.Context, fn, id string) error {
 	var errs []error
 	if c, err := r.client.LoadContainer(ctx, id); err == nil {
 		if task, err := c.Task(ctx, nil); err == nil {
-			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete task: %w", err))
+			if err := deleteTask(ctx, task, containerd.WithProcessKill); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
