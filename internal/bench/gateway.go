@@ -154,14 +154,14 @@ func (b *bench) runGateway(ctx context.Context, rep *Report) error {
 func (r *GatewayResult) rows() []Row {
 	const s = "1 gateway overhead"
 	rows := []Row{
-		{s, "latency p50, concurrency 1 (via gateway vs direct to replica)", fmtMs(r.Gateway.P50Ms), fmtMs(r.Direct.P50Ms), fmtRatio(r.Gateway.P50Ms, r.Direct.P50Ms)},
-		{s, "latency p99, concurrency 1", fmtMs(r.Gateway.P99Ms), fmtMs(r.Direct.P99Ms), fmtRatio(r.Gateway.P99Ms, r.Direct.P99Ms)},
+		{s, "latency p50, concurrency 1 (via gateway vs direct to replica)", fmtMs(r.Gateway.P50Ms), fmtMs(r.Direct.P50Ms), fmtRatio(r.Gateway.P50Ms, r.Direct.P50Ms), ""},
+		{s, "latency p99, concurrency 1", fmtMs(r.Gateway.P99Ms), fmtMs(r.Direct.P99Ms), fmtRatio(r.Gateway.P99Ms, r.Direct.P99Ms), ""},
 	}
 	for _, t := range r.Throughput {
 		rows = append(rows, Row{s, fmt.Sprintf("throughput, concurrency %d", t.Concurrency),
-			fmtRate(t.GatewayRPS), fmtRate(t.DirectRPS), fmtRatio(t.GatewayRPS, t.DirectRPS)})
+			fmtRate(t.GatewayRPS), fmtRate(t.DirectRPS), fmtRatio(t.GatewayRPS, t.DirectRPS), ""})
 	}
-	rows = append(rows, Row{s, "daemon CPU per gateway request (all gateway rounds)", fmt.Sprintf("%.0f µs", r.DaemonCPUPerRequestUs), "", ""})
-	rows = append(rows, Row{s, "failed requests (gateway / direct)", fmt.Sprintf("%d / %d", r.Failed, r.FailedDir), "", ""})
+	rows = append(rows, Row{s, "daemon CPU per gateway request (all gateway rounds)", fmt.Sprintf("%.0f µs", r.DaemonCPUPerRequestUs), "", "", ""})
+	rows = append(rows, Row{s, "failed requests (gateway / direct)", fmt.Sprintf("%d / %d", r.Failed, r.FailedDir), "", "", ""})
 	return rows
 }
