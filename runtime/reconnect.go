@@ -87,6 +87,7 @@ func (r *Runtime) unavailable(err error) error {
 // loaded yet). ok is false when ctx ended first.
 func (r *Runtime) waitExit(ctx context.Context, id string, task containerd.Task) (ex function.Exit, ok bool) {
 	delay := reconnectMin
+	shimEnded := false // the last wait ended with the task's shim
 	for {
 		if task != nil {
 			subscribed := time.Now()
@@ -105,6 +106,7 @@ func (r *Runtime) waitExit(ctx context.Context, id string, task containerd.Task)
 				// containerd answered, but not with an exit status:
 				// look at the task again rather than guess.
 				r.log.Debug("wait stream ended", "replica", id, "err", err)
+				shimEnded = shimGone(err)
 			default:
 				r.lost(err)
 			}
@@ -120,6 +122,11 @@ func (r *Runtime) waitExit(ctx context.Context, id string, task containerd.Task)
 		switch {
 		case ctx.Err() != nil:
 			return function.Exit{}, false
+		case errors.Is(err, ErrNotFound) && shimEnded:
+			// Its shim died (and with it, as containerd cleaned up, the
+			// process): the same for every replica the shim served.
+			r.regained()
+			return function.Exit{At: time.Now(), Err: errors.New("its shim ended")}, true
 		case errors.Is(err, ErrNotFound):
 			// Gone while we were not watching (its shim died with
 			// containerd, or someone deleted it): no status is left.

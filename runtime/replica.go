@@ -53,6 +53,7 @@ func (r *Runtime) CreateAt(ctx context.Context, spec function.Spec, id string, i
 
 func (r *Runtime) create(ctx context.Context, spec function.Spec, id string, want netip.Addr) (rep function.Instance, err error) {
 	ctx = r.ns(ctx)
+	t0 := time.Now()
 	ref, err := NormalizeImage(spec.Image)
 	if err != nil {
 		return function.Instance{}, err
@@ -71,10 +72,12 @@ func (r *Runtime) create(ctx context.Context, spec function.Spec, id string, wan
 			}
 		}
 	}()
+	tImage := time.Now()
 	att, err := r.attach(ctx, spec.Name, id, want)
 	if err != nil {
 		return function.Instance{}, fmt.Errorf("network: %w", err)
 	}
+	tNet := time.Now()
 	dir := filepath.Join(filesDir(r.cfg.StateDir), id)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return function.Instance{}, err
@@ -102,13 +105,18 @@ func (r *Runtime) create(ctx context.Context, spec function.Spec, id string, wan
 	if err != nil {
 		return function.Instance{}, fmt.Errorf("create container: %w", err)
 	}
+	tContainer := time.Now()
 	task, err := r.newTask(ctx, c, spec.Name)
 	if err != nil {
 		return function.Instance{}, err
 	}
+	tTask := time.Now()
 	if err := task.Start(ctx); err != nil {
 		return function.Instance{}, fmt.Errorf("start task: %w", err)
 	}
+	// Where a start's time goes, for whoever tunes it.
+	r.log.Debug("replica created", "fn", spec.Name, "replica", id, "image", tImage.Sub(t0), "network", tNet.Sub(tImage),
+		"container", tContainer.Sub(tNet), "task", tTask.Sub(tContainer), "start", time.Since(tTask))
 	cg, err := r.cgroupPath(ctx, id)
 	if err != nil {
 		return function.Instance{}, err
@@ -143,11 +151,7 @@ func (r *Runtime) newTask(ctx context.Context, c containerd.Container, fn string
 	// are dropped (and counted) until there is room; the collector makes
 	// the directory then.
 	_ = os.MkdirAll(filepath.Join(r.logs.logDir, fn), 0o700)
-	task, err := c.NewTask(ctx, cio.LogFile(logPath))
-	if err != nil {
-		return nil, fmt.Errorf("create task: %w", err)
-	}
-	return task, nil
+	return createTask(ctx, c, cio.LogFile(logPath))
 }
 
 // Restart replaces an exited replica's task with a new one in the same
@@ -315,10 +319,7 @@ func (r *Runtime) stopTask(ctx context.Context, task containerd.Task, grace time
 			return ctx.Err()
 		}
 	}
-	if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("delete task %s: %w", task.ID(), err)
-	}
-	return nil
+	return deleteTask(ctx, task, containerd.WithProcessKill)
 }
 
 // Remove stops a replica (SIGTERM, SIGKILL after grace) and frees
@@ -341,8 +342,8 @@ func (r *Runtime) cleanup(ctx context.Context, fn, id string) error {
 	var errs []error
 	if c, err := r.client.LoadContainer(ctx, id); err == nil {
 		if task, err := c.Task(ctx, nil); err == nil {
-			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete task: %w", err))
+			if err := deleteTask(ctx, task, containerd.WithProcessKill); err != nil {
+				errs = append(errs, err)
 			}
 		}
 		if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {

@@ -28,6 +28,21 @@ const ProbePath = "/.ember-probe"
 // LockPath is the workload contract's readiness file.
 const LockPath = "/tmp/.lock"
 
+// ShimGroupAnnotation is the OCI annotation by which containerd's runc v2
+// shim serves every task that carries the same value from one shim process
+// (as it serves a Kubernetes pod's containers). An idle shim costs about
+// 10 MiB and a few wake-ups a second whatever it serves, so sharing one
+// among a function's replicas is most of what a replica costs outside its
+// own processes. The price: a shim that dies takes all of the function's
+// replicas with it, which the controller restarts as it restarts any that
+// exited.
+const ShimGroupAnnotation = "io.containerd.runc.v2.group"
+
+// ShimGroup is the shim group of a function's replicas. containerd derives
+// the shim's socket from it and the containerd namespace, so two daemons
+// on one containerd never share a shim.
+func ShimGroup(fn function.Spec) string { return "ember." + fn.Name }
+
 // droppedCaps are removed from containerd's default set (Docker's). An HTTP
 // service on port 8080 needs none of them, and each widens what a
 // compromised function can do to its neighbours on the bridge or the host.
@@ -97,6 +112,7 @@ func (in replicaSpec) opts() ([]oci.SpecOpts, error) {
 		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: in.netNS}),
 		oci.WithNoNewPrivileges,
 		oci.WithDroppedCapabilities(droppedCaps),
+		oci.WithAnnotations(map[string]string{ShimGroupAnnotation: ShimGroup(in.fn)}),
 	}
 	if in.fn.IsService() {
 		opts = append(opts, serviceOpts(in.fn.Service, in.image.Entrypoint, in.image.Cmd)...)

@@ -107,6 +107,8 @@ func TestReplicaSpec(t *testing.T) {
 		User: specs.User{UID: 0, GID: 0, AdditionalGids: []uint32{0}},
 		Args: []string{"/app/echo", "--port", "8080"}, Env: base.image.Env, Cwd: "/app",
 		Mounts: baseMounts,
+		// The only annotation: all of a function's replicas share a shim.
+		Annotations: map[string]string{ShimGroupAnnotation: "ember.echo"},
 	}
 	with := func(f func(*replicaSpec)) replicaSpec {
 		in := base

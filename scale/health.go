@@ -81,7 +81,11 @@ func (f *fn) probed(id string, ok bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r := f.replicas[id]
-	if r == nil || r.state != function.StateReady || ok {
+	if r == nil || r.state != function.StateReady {
+		return
+	}
+	if ok {
+		r.lastProbe = time.Now()
 		return
 	}
 	if errors.Is(err, function.ErrRuntimeUnavailable) {

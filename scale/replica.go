@@ -3,7 +3,6 @@ package scale
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -206,8 +205,12 @@ func (f *fn) watch(ctx context.Context, r *replica, probe bool) {
 
 // waitReady polls a starting replica until the lock file exists, the
 // port accepts connections and the readiness path (rh, if any) answers
-// 2xx, then (with probe) confirms the lock through task exec. The poll is a
-// stat and a dial, so it can be fast.
+// 2xx. The poll is a stat and a dial, so it can be fast. With probe, the
+// lock is then confirmed through task exec — after the replica joined
+// rotation, not before: the exec (runc, then the probe binary's start)
+// takes tens of milliseconds that a deploy or a scale-up would otherwise
+// wait for, to confirm what the stat through /proc/PID/root already saw.
+// A probe that disagrees takes the replica out as a periodic one does.
 func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, probe bool, rh *function.ReadyHTTP, since time.Time) {
 	delay := time.Millisecond
 	var last string
@@ -222,13 +225,12 @@ func (f *fn) waitReady(ctx context.Context, id string, pid uint32, addr string, 
 			msg = lockPath + " present, port not accepting connections yet"
 		} else if why, retry := f.readyGate(ctx, rh, addr, since); why != "" {
 			msg, wait = why, max(delay, retry)
-		} else if !probe {
-			f.send(ctx, func() { f.becameReady(id, false) })
-			return
-		} else if ok, err := f.c.prober.ProbeLock(ctx, id); err != nil || !ok {
-			msg = fmt.Sprintf("probe found no lock (%v)", err)
 		} else {
-			f.send(ctx, func() { f.becameReady(id, true) })
+			f.send(ctx, func() { f.becameReady(id, false) })
+			if probe {
+				ok, err := f.c.prober.ProbeLock(ctx, id)
+				f.send(ctx, func() { f.probed(id, ok, err) })
+			}
 			return
 		}
 		if msg != last {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -110,8 +111,30 @@ func newDaemonCmd() *cobra.Command {
 	return cmd
 }
 
+// Garbage collector settings of the daemon, unless GOGC or GOMEMLIMIT set
+// them. The daemon's live heap is small (a few MiB, plus tens of KiB a
+// function) and it allocates little at rest, so collecting at 50% growth
+// instead of 100% costs little CPU and keeps its resident memory near what
+// it uses. The soft limit makes the collector work harder, and return
+// freed memory to the system sooner, as the heap nears it; it is no cap: a
+// daemon with more functions than fit simply goes over it.
+const (
+	daemonGCPercent   = 50
+	daemonMemoryLimit = 32 << 20
+)
+
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(daemonGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(daemonMemoryLimit)
+	}
+}
+
 func runDaemon(ctx context.Context, o daemonOptions) error {
 	started := time.Now()
+	tuneGC()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)

@@ -184,11 +184,11 @@ func (r *AsyncResult) rows() []Row {
 	const s = "7 async"
 	return []Row{
 		{s, fmt.Sprintf("async calls accepted (n=%d, %d clients; vs sync calls answered)", r.Calls, r.Clients),
-			fmtRate(r.Accepted), fmtRate(r.SyncRate), fmt.Sprintf("%.1f×", r.Accepted/max(r.SyncRate, 1e-9))},
+			fmtRate(r.Accepted), fmtRate(r.SyncRate), fmt.Sprintf("%.1f×", r.Accepted/max(r.SyncRate, 1e-9)), ""},
 		{s, "async calls run and called back (max_inflight 4; vs sync calls answered)",
-			fmtRate(r.Completed), fmtRate(r.SyncRate), fmt.Sprintf("%.1f×", r.Completed/max(r.SyncRate, 1e-9))},
+			fmtRate(r.Completed), fmtRate(r.SyncRate), fmt.Sprintf("%.1f×", r.Completed/max(r.SyncRate, 1e-9)), ""},
 		{s, fmt.Sprintf("enqueue → callback p50 / p99 (n=%d; vs sync latency)", r.Callback.N),
-			fmtMs(r.Callback.P50Ms) + " / " + fmtMs(r.Callback.P99Ms), fmtMs(r.Sync.P50Ms) + " / " + fmtMs(r.Sync.P99Ms), fmtRatio(r.Callback.P50Ms, r.Sync.P50Ms)},
-		{s, "calls without exactly one callback", fmt.Sprint(r.Missing), "", ""},
+			fmtMs(r.Callback.P50Ms) + " / " + fmtMs(r.Callback.P99Ms), fmtMs(r.Sync.P50Ms) + " / " + fmtMs(r.Sync.P99Ms), fmtRatio(r.Callback.P50Ms, r.Sync.P50Ms), ""},
+		{s, "calls without exactly one callback", fmt.Sprint(r.Missing), "", "", ""},
 	}
 }

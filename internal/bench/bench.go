@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type Config struct {
 	// (gateway, wake, deploy, autoscale, density, async); a partial run skips the
 	// checks that every scenario produced numbers.
 	Only string
+	// ProfileDir, if set, has the daemons serve Go's profiler and the
+	// scenarios save profiles there (see profile.go).
+	ProfileDir string
 }
 
 // sizes are a mode's counts and durations.
@@ -35,6 +39,7 @@ type sizes struct {
 	deploys       int // per kind
 	autoSteps     int
 	density       int // functions
+	sharedPer     int // replicas per function in the shared-shim rest
 	// settle is the time from the last deploy to the rest window. In full
 	// mode it lets the autoscaler's watch after a deploy end (3s load
 	// window + 60s down window) and the first periodic exec probes come
@@ -50,13 +55,13 @@ var (
 	full = sizes{
 		gatewayRounds: 5, round: time.Second, warmup: time.Second,
 		wakes: 20, deploys: 10, autoSteps: 3,
-		density: 50, settle: 65 * time.Second, rest: 60 * time.Second,
+		density: 50, sharedPer: 10, settle: 65 * time.Second, rest: 60 * time.Second,
 		recovery: 20, asyncCalls: 2000,
 	}
 	short = sizes{
 		gatewayRounds: 2, round: 200 * time.Millisecond, warmup: 200 * time.Millisecond,
 		wakes: 3, deploys: 2, autoSteps: 1,
-		density: 5, settle: time.Second, rest: 3 * time.Second,
+		density: 5, sharedPer: 5, settle: time.Second, rest: 3 * time.Second,
 		recovery: 3, asyncCalls: 50,
 	}
 )
@@ -85,9 +90,15 @@ func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 		b.sz, rep.Mode = short, "short"
 	}
 	b.logf("setting up: building ember and the echo function, starting containerd and a registry")
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	if b.env, err = newEnv(ctx, log); err != nil {
 		return err
 	}
+	b.env.profileDir = cfg.ProfileDir
 	defer func() {
 		b.logf("cleaning up")
 		keep := err != nil || len(rep.Problems) > 0 || cfg.KeepLogs
@@ -179,6 +190,9 @@ func (r *Report) rows() []Row {
 	if r.Density != nil {
 		rows = append(rows, r.Density.rows()...)
 	}
+	if r.Shared != nil {
+		rows = append(rows, r.Shared.rows()...)
+	}
 	if r.Recovery != nil {
 		rows = append(rows, r.Recovery.rows()...)
 	}
@@ -203,6 +217,7 @@ func (r *Report) check() []string {
 	missing("autoscale", r.Autoscale != nil && r.Autoscale.AllReady.N > 0)
 	missing("density", r.Density != nil && r.Density.Functions > 0 && r.Density.Shims > 0)
 	missing("recovery", r.Recovery != nil && r.Recovery.AllServingMs > 0)
+	missing("shared", r.Shared != nil && r.Shared.Shims > 0)
 	missing("async", r.Async != nil && r.Async.Callback.N > 0 && r.Async.Sync.N > 0)
 	if r.Async != nil && r.Async.Missing > 0 {
 		p = append(p, fmt.Sprintf("async: %d calls without exactly one callback", r.Async.Missing))

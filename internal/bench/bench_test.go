@@ -96,7 +96,7 @@ func TestClosedLoop(t *testing.T) {
 
 func TestReportCheck(t *testing.T) {
 	var r Report
-	if p := r.check(); len(p) != 7 {
+	if p := r.check(); len(p) != 8 {
 		t.Errorf("empty report: %d problems, want one per scenario: %q", len(p), p)
 	}
 	r.Autoscale = &AutoscaleResult{AllReady: Dist{N: 1}, Failed: 2}

@@ -39,6 +39,7 @@ type daemon struct {
 	name    string
 	ns      string // shorthand for Namespace
 	logPath string
+	pprof   string // the profiler's address, if it serves one
 	api     *client.Client
 	torn    bool
 }
@@ -52,6 +53,10 @@ func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	pflags, pprof, err := e.pprofFlags()
+	if err != nil {
+		return nil, err
+	}
 	id, err := itest.NewDaemon(itest.DaemonOptions{
 		Bin: e.bin, Containerd: e.ctrd, Dir: dir,
 		NamespacePrefix: "bench-" + name + "-",
@@ -59,7 +64,7 @@ func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
 		// their subnets (10.200-239.x), which may run on the same host.
 		BridgePrefix: "bnch",
 		Subnet:       fmt.Sprintf("10.%d.%d.0/24", 240+os.Getpid()%15, e.seq%250),
-		Extra:        daemonFlags(),
+		Extra:        append(daemonFlags(), pflags...),
 		SysProcAttr: &syscall.SysProcAttr{
 			// A ^C reaches the bench, which then removes functions before
 			// it stops the daemon, instead of reaching both at once.
@@ -72,8 +77,8 @@ func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
 		return nil, err
 	}
 	d := &daemon{Daemon: id, e: e, name: name, ns: id.Namespace,
-		logPath: filepath.Join(e.logDir, fmt.Sprintf("daemon-%d-%s.log", e.seq, name)),
-		api:     client.New(id.Socket)}
+		logPath: filepath.Join(e.logDir, fmt.Sprintf("daemon-%d-%s.log", e.seq, name)), pprof: pprof,
+		api: client.New(id.Socket)}
 	e.cleanups = append(e.cleanups, d.teardown)
 	if err := d.spawn(); err != nil {
 		return nil, err

@@ -30,6 +30,8 @@ type env struct {
 	reg     *itest.Registry
 	echo    string // the echo function's image reference
 
+	profileDir string // where profiles go (Config.ProfileDir); empty: none
+
 	seq      int               // daemons started, for their subnets
 	flags    map[string]string // reportedFlags as the daemons ran them
 	cleanups []func() error    // run last first by close

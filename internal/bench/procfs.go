@@ -47,6 +47,20 @@ func procRSS(pid int) (int64, error) {
 	return int64(st.VmRSS), nil
 }
 
+// procRSSParts returns pid's resident anonymous and file-backed memory
+// in bytes.
+func procRSSParts(pid int) (anon, file int64, err error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, 0, err
+	}
+	return int64(st.RssAnon), int64(st.RssFile), nil
+}
+
 // procPSS returns pid's proportional set size in bytes: shared pages (the
 // shim binary's text, shared by every shim) divided among their users.
 func procPSS(pid int) (int64, error) {

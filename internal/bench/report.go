@@ -35,19 +35,33 @@ type Report struct {
 	Autoscale *AutoscaleResult `json:"autoscale,omitempty"`
 	Density   *DensityResult   `json:"density,omitempty"`
 	Recovery  *RecoveryResult  `json:"recovery,omitempty"`
+	Shared    *SharedResult    `json:"shared,omitempty"`
 	Async     *AsyncResult     `json:"async,omitempty"`
 	Table     []Row            `json:"table"`
 	Problems  []string         `json:"problems,omitempty"`
 }
 
 // Row is one line of the table. Reference is what the value is measured
-// against in the same run, and Ratio is value/reference.
+// against in the same run, and Ratio is value/reference. Target, if set,
+// is the goal the value is held to, with whether this run met it.
 type Row struct {
 	Scenario  string `json:"scenario"`
 	Metric    string `json:"metric"`
 	Value     string `json:"value"`
 	Reference string `json:"reference,omitempty"`
 	Ratio     string `json:"ratio,omitempty"`
+	Target    string `json:"target,omitempty"`
+}
+
+// atMost is a Target: the goal limit, shown with fmtv, and whether
+// value met it. A value not measured (NaN or zero with none wanted) is
+// not a pass.
+func atMost(value, limit float64, fmtv func(float64) string) string {
+	verdict := "met"
+	if !(value <= limit) || value == 0 {
+		verdict = "NOT met"
+	}
+	return "≤ " + fmtv(limit) + ": " + verdict
 }
 
 // Machine describes the host the numbers come from.
@@ -176,11 +190,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(bw, "Run: %s mode, %s, took %s; load average %.2f at the start, %.2f at the end.\n\n",
 		r.Mode, r.Started.UTC().Format(time.DateTime+" UTC"),
 		time.Duration(r.DurationS*float64(time.Second)).Round(time.Second), r.LoadStart, r.LoadEnd)
-	fmt.Fprintln(bw, "| scenario | metric | ember | reference | ratio |")
-	fmt.Fprintln(bw, "|---|---|--:|--:|--:|")
+	fmt.Fprintln(bw, "| scenario | metric | ember | reference | ratio | target |")
+	fmt.Fprintln(bw, "|---|---|--:|--:|--:|--:|")
 	for _, row := range r.Table {
-		fmt.Fprintf(bw, "| %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric, row.Value,
-			dash(row.Reference), dash(row.Ratio))
+		fmt.Fprintf(bw, "| %s | %s | %s | %s | %s | %s |\n", row.Scenario, row.Metric, row.Value,
+			dash(row.Reference), dash(row.Ratio), dash(row.Target))
 	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintln(bw)

@@ -122,10 +122,10 @@ func (b *bench) runWake(ctx context.Context, rep *Report) error {
 func (r *WakeResult) rows() []Row {
 	const s = "2 wake-up"
 	return []Row{
-		{s, fmt.Sprintf("TTFB p50 / p95 from paused (n=%d; vs warm)", r.Paused.N), fmtP50P95(r.Paused), fmtP50P95(r.Warm), fmtRatio(r.Paused.P50Ms, r.Warm.P50Ms)},
-		{s, fmt.Sprintf("TTFB p50 / p95 from zero, parked (n=%d; vs warm)", r.Zero.N), fmtP50P95(r.Zero), fmtP50P95(r.Warm), fmtRatio(r.Zero.P50Ms, r.Warm.P50Ms)},
-		{s, fmt.Sprintf("idle → paused p50 (zero-duration %gs)", r.ZeroDurationS), fmtMs(r.IdleToPaused.P50Ms), "", ""},
-		{s, "scale --replicas 0 → parked p50", fmtMs(r.Park.P50Ms), "", ""},
-		{s, "failed wake-up requests", fmt.Sprint(r.Failed), "", ""},
+		{s, fmt.Sprintf("TTFB p50 / p95 from paused (n=%d; vs warm)", r.Paused.N), fmtP50P95(r.Paused), fmtP50P95(r.Warm), fmtRatio(r.Paused.P50Ms, r.Warm.P50Ms), ""},
+		{s, fmt.Sprintf("TTFB p50 / p95 from zero, parked (n=%d; vs warm)", r.Zero.N), fmtP50P95(r.Zero), fmtP50P95(r.Warm), fmtRatio(r.Zero.P50Ms, r.Warm.P50Ms), ""},
+		{s, fmt.Sprintf("idle → paused p50 (zero-duration %gs)", r.ZeroDurationS), fmtMs(r.IdleToPaused.P50Ms), "", "", ""},
+		{s, "scale --replicas 0 → parked p50", fmtMs(r.Park.P50Ms), "", "", ""},
+		{s, "failed wake-up requests", fmt.Sprint(r.Failed), "", "", ""},
 	}
 }

@@ -1,6 +1,8 @@
 package itest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -264,4 +266,13 @@ func (c *Containerd) removeNamespaceCgroups() {
 			}
 		}
 	}
+}
+
+// ShimSocket is the socket path containerd's runc v2 shim listens on for
+// the tasks of namespace ns whose spec carries shim group group: the
+// shim's own derivation (runtime/v2/shim.SocketAddress), so that a test
+// can check that a group's shim left no socket behind.
+func (c *Containerd) ShimSocket(ns, group string) string {
+	d := sha256.Sum256([]byte(filepath.Join(c.Socket, ns, group)))
+	return filepath.Join("/run/containerd/s", hex.EncodeToString(d[:]))
 }

@@ -2,7 +2,7 @@
 // internal/bench. It needs root, containerd, runc, the CNI plugins and the
 // go tool, and runs from inside the module.
 //
-//	bench [-short] [-out FILE] [-keep-logs]
+//	bench [-short] [-out FILE] [-only LIST] [-profile DIR] [-keep-logs]
 //
 // BENCH_SHORT=1 and BENCH_OUT=FILE in the environment set the same. The
 // Markdown table goes to stdout, progress to stderr. ^C stops the run and
@@ -27,6 +27,7 @@ func main() {
 	flag.BoolVar(&cfg.Short, "short", shortDefault, "tiny counts, no timing assertions (CI); env BENCH_SHORT")
 	flag.StringVar(&cfg.Out, "out", os.Getenv("BENCH_OUT"), "also write the report as JSON to this file; env BENCH_OUT")
 	flag.StringVar(&cfg.Only, "only", "", "run only these scenarios, comma-separated: gateway, wake, deploy, autoscale, density, async")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "save the daemons' heap, goroutine and CPU profiles of each scenario in this directory")
 	flag.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the daemons' and containerd's logs (always kept on failure)")
 	flag.Parse()
 	if flag.NArg() > 0 {
