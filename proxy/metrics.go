@@ -55,7 +55,7 @@ func (m *metrics) function(name string) *fnMetrics {
 	if v, ok := m.fns.Load(name); ok {
 		return v.(*fnMetrics)
 	}
-	label := name + "." + function.DefaultNamespace
+	label := function.MetricName(name)
 	v, _ := m.fns.LoadOrStore(name, &fnMetrics{label: label, started: m.started.WithLabelValues(label)})
 	return v.(*fnMetrics)
 }
