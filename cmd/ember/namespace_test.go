@@ -1,0 +1,181 @@
+//go:build integration
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/emberfaas/ember/api/wire"
+	"github.com/emberfaas/ember/function"
+)
+
+// TestNamespaces drives two namespaces with the real faas-cli: the same
+// function and secret names in openfaas-fn and staging are separate
+// functions and secrets, each function reads its own namespace's secret
+// and cannot mount another's, routes and metrics carry NAME.NS, a
+// namespace that still holds anything is not deleted, and `ember export`
+// of staging deploys back with faas-cli to what it was.
+func TestNamespaces(t *testing.T) {
+	e := setup(t)
+	d := newDaemon(t, e, "--auth=true")
+	run := faasCLI(t, d)
+	faas := func(args ...string) string {
+		t.Helper()
+		out := run(args...)
+		t.Logf("$ faas-cli %s\n%s", strings.Join(args, " "), out)
+		return out
+	}
+	pw, err := os.ReadFile(filepath.Join(d.dir, "state", "basic-auth-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newFaas(t, d, strings.TrimSpace(string(pw)))
+
+	faas("namespace", "create", "staging", "--label", "openfaas=1", "--annotation", "owner=ops")
+	if out := faas("namespace", "list"); !strings.Contains(out, "openfaas-fn") || !strings.Contains(out, "staging") {
+		t.Errorf("namespace list = %q, want openfaas-fn and staging", out)
+	}
+	if out := faas("namespace", "get", "staging"); !strings.Contains(out, "owner") {
+		t.Errorf("namespace get staging = %q, want its annotation", out)
+	}
+	if r := api.do("POST", "/system/namespace/", map[string]string{"name": "staging"}); r.code != 409 {
+		t.Errorf("create staging again = %d %q, want 409", r.code, r.body)
+	}
+
+	faas("secret", "create", "db", "--from-literal", "prod-value")
+	faas("secret", "create", "db", "-n", "staging", "--from-literal", "staging-value")
+	faas("secret", "create", "only-prod", "--from-literal", "x")
+	if out := faas("secret", "list", "-n", "staging"); !strings.Contains(out, "db") || strings.Contains(out, "only-prod") {
+		t.Errorf("secret list -n staging = %q, want db alone", out)
+	}
+
+	faas("deploy", "--image", e.echo, "--name", "echo", "--secret", "db", "--env", "MODE=prod")
+	faas("deploy", "--image", e.echo, "--name", "echo", "-n", "staging", "--secret", "db", "--env", "MODE=staging",
+		"--label", function.LabelScaleMin+"=2", "--annotation", "topic=orders", "--memory-limit", "64Mi", "--readonly")
+	d.waitFor("echo", "ready", 60*time.Second, exactlyReady(1))
+	staging := d.waitFor("echo.staging", "2 ready", 60*time.Second, exactlyReady(2))
+	if staging.Namespace != "staging" || staging.EnvVars["MODE"] != "staging" {
+		t.Errorf("staging's echo = %+v", staging)
+	}
+
+	// Routes: NAME.NS, with the default reachable bare or qualified.
+	if out := faas("invoke", "echo", "-n", "staging"); !strings.Contains(out, `"method":"POST"`) {
+		t.Errorf("faas-cli invoke echo -n staging = %q", out)
+	}
+	for path, want := range map[string]string{
+		"/function/echo/_/secret?name=db":             "prod-value",
+		"/function/echo.openfaas-fn/_/secret?name=db": "prod-value",
+		"/function/echo.staging/_/secret?name=db":     "staging-value",
+	} {
+		if got, code, err := get(d.url(path)); err != nil || code != 200 || got != want {
+			t.Errorf("GET %s = %q (%d, %v), want %q", path, got, code, err, want)
+		}
+	}
+	if _, code, _ := get(d.url("/function/echo.nope/")); code != 404 {
+		t.Errorf("GET /function/echo.nope/ = %d, want 404", code)
+	}
+	// Secrets of another namespace cannot be mounted.
+	r := api.do("POST", "/system/functions", wire.FunctionDeployment{Service: "leak", Image: e.echo, Namespace: "staging", Secrets: []string{"only-prod"}})
+	if r.code != 400 || !strings.Contains(r.body, "only-prod") {
+		t.Errorf("deploy into staging with openfaas-fn's secret = %d %q, want 400 naming it", r.code, r.body)
+	}
+	if r := api.do("GET", "/system/nonsense", nil); r.code != 404 || !strings.Contains(r.body, "/system/nonsense") {
+		t.Errorf("GET /system/nonsense = %d %q, want a 404 naming the route", r.code, r.body)
+	}
+
+	metrics, _, _ := get(d.url("/metrics"))
+	for _, want := range []string{
+		`gateway_function_invocation_total{code="200",function_name="echo.openfaas-fn"} 2`,
+		`gateway_function_invocation_total{code="200",function_name="echo.staging"} 2`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics has no %s", want)
+		}
+	}
+	if out := d.mustEmber("namespace", "ls"); out != "openfaas-fn\nstaging\n" {
+		t.Errorf("ember namespace ls = %q", out)
+	}
+	if out := d.mustEmber("list", "-n", "staging"); !strings.Contains(out, e.echo) {
+		t.Errorf("ember list -n staging = %q", out)
+	}
+	if out := d.mustEmber("describe", "echo", "-n", "staging", "-o", "json"); !strings.Contains(out, `"namespace": "staging"`) {
+		t.Errorf("ember describe echo -n staging = %q", out)
+	}
+	if out := faas("list", "-n", "staging"); !strings.Contains(out, "echo") {
+		t.Errorf("faas-cli list -n staging = %q", out)
+	}
+	faas("describe", "echo", "-n", "staging")
+	faas("logs", "echo", "-n", "staging", "--tail=false")
+
+	// A namespace that holds anything stays, and says what it holds.
+	r = api.do("DELETE", "/system/namespace/staging", nil)
+	if r.code != 409 || !strings.Contains(r.body, `"functions":["echo"]`) || !strings.Contains(r.body, `"secrets":["db"]`) {
+		t.Errorf("DELETE non-empty staging = %d %q, want 409 listing echo and db", r.code, r.body)
+	}
+	if _, errOut, err := d.ember(nil, "namespace", "rm", "staging"); err == nil ||
+		!strings.Contains(errOut, "namespace staging is not empty: remove its functions echo and secrets db first") {
+		t.Errorf("ember namespace rm staging = %v %q, want the refusal", err, errOut)
+	}
+	if r := api.do("DELETE", "/system/namespace/openfaas-fn", nil); r.code != 400 {
+		t.Errorf("DELETE openfaas-fn = %d %q, want 400", r.code, r.body)
+	}
+
+	// Export, remove, deploy the export with faas-cli: the same function.
+	stackFile := filepath.Join(t.TempDir(), "stack.yml")
+	t.Logf("$ ember export -n staging -o stack.yml\n%s", d.mustEmber("export", "-n", "staging", "-o", stackFile, "--gateway", d.url("")))
+	exported, err := os.ReadFile(stackFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stack.yml:\n%s", exported)
+	before := d.describe("echo.staging")
+	faas("remove", "echo", "-n", "staging")
+	waitRefGone(t, d, "echo.staging")
+	faas("deploy", "-f", stackFile)
+	after := d.waitFor("echo.staging", "2 ready", 60*time.Second, exactlyReady(2))
+	// faas-cli 0.18.12 has diff: it compares the stack with the deployed
+	// functions, exits 1 on a difference, and must find none. It lists
+	// functions with GET /system/functions and adds ?namespace= only when
+	// given -n, whatever the stack's namespace: says (against faas-netes
+	// too), so the namespace is passed.
+	if out := faas("diff", "-n", "staging", "-f", stackFile); !strings.Contains(out, "no differences found") {
+		t.Errorf("faas-cli diff after the round trip:\n%s", out)
+	}
+	ignore := cmpopts.IgnoreFields(wire.FunctionStatus{}, "CreatedAt", "InvocationCount", "Instances", "Usage", "ReplicaStates")
+	if diff := cmp.Diff(before, after, ignore); diff != "" {
+		t.Errorf("staging's echo after the round trip (-before +after):\n%s", diff)
+	}
+
+	faas("remove", "echo", "-n", "staging")
+	waitRefGone(t, d, "echo.staging")
+	faas("secret", "remove", "db", "-n", "staging")
+	faas("namespace", "remove", "staging")
+	if out := faas("namespace", "list"); strings.Contains(out, "staging") {
+		t.Errorf("staging still listed after its removal: %q", out)
+	}
+	if got, code, err := get(d.url("/function/echo/_/secret?name=db")); err != nil || code != 200 || got != "prod-value" {
+		t.Errorf("the default echo after staging went: %q (%d, %v)", got, code, err)
+	}
+}
+
+// waitRefGone waits until a function reference (NAME.NS too) is unknown.
+func waitRefGone(t *testing.T, d *daemon, ref string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := d.client.Describe(t.Context(), ref); err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still there after 30s", ref)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
