@@ -4,6 +4,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/function"
+	"github.com/emberfaas/ember/internal/itest"
 )
 
 // TestNamespaces drives two namespaces with the real faas-cli: the same
@@ -177,5 +179,89 @@ func waitRefGone(t *testing.T, d *daemon, ref string) {
 			t.Fatalf("%s still there after 30s", ref)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// buildPreNamespaces builds ember as it was just before namespaces came:
+// the parent of the commit that added the namespace store.
+func buildPreNamespaces(t *testing.T) string {
+	t.Helper()
+	root, err := itest.ModuleRoot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("git", "-C", root, "log", "--diff-filter=A", "--format=%H", "--", "store/namespaces.go").Output()
+	commits := strings.Fields(string(out))
+	if err != nil || len(commits) == 0 {
+		t.Fatalf("find the commit that added namespaces (needs the git history): %v %q", err, out)
+	}
+	src := t.TempDir()
+	archive := exec.Command("sh", "-c", `git -C "$1" archive "$2^" | tar -x -C "$3"`, "sh", root, commits[len(commits)-1], src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("git archive: %v\n%s", err, out)
+	}
+	bin := filepath.Join(t.TempDir(), "ember-old")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/ember")
+	build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the previous ember: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestUpgradeToNamespacesAdopts runs a function with a secret under the
+// ember from before namespaces, replaces the daemon with this one, and
+// finds the same replicas serving: the default namespace's keys,
+// containers, spec hashes and metric labels did not change.
+func TestUpgradeToNamespacesAdopts(t *testing.T) {
+	e := setup(t)
+	old := buildPreNamespaces(t)
+	d := newDaemon(t, e)
+	d.kill9()
+	d.Bin = old
+	d.start()
+	d.mustEmber("secret", "create", "db", "--from-literal", "v1")
+	d.mustEmber("deploy", "echo", "--image", e.echo, "--secret", "db", "--label", function.LabelScaleMin+"=2")
+	before := d.waitFor("echo", "2 ready", 60*time.Second, exactlyReady(2))
+	if got, code, err := get(d.url("/function/echo/_/secret?name=db")); err != nil || code != 200 || got != "v1" {
+		t.Fatalf("before the upgrade: %q %d %v", got, code, err)
+	}
+
+	d.kill9()
+	d.Bin = e.bin
+	d.start()
+	after := d.waitFor("echo", "2 ready", 60*time.Second, exactlyReady(2))
+	if diff := cmp.Diff(replicaIDs(before), replicaIDs(after)); diff != "" {
+		t.Errorf("replicas after the upgrade (-before +after):\n%s", diff)
+	}
+	// The same replicas, never restarted, of the same spec hash. (Their
+	// start time is not compared: an adopted replica's is containerd's
+	// record of its container, a moment after the controller's.)
+	type proc struct {
+		Restarts int
+		Hash     string
+	}
+	procs := func(f wire.FunctionStatus) map[string]proc {
+		m := map[string]proc{}
+		for _, r := range f.Instances {
+			m[r.ID] = proc{r.Restarts, r.Hash}
+		}
+		return m
+	}
+	if diff := cmp.Diff(procs(before), procs(after)); diff != "" {
+		t.Errorf("replica processes after the upgrade (-before +after):\n%s", diff)
+	}
+	if got, code, err := get(d.url("/function/echo.openfaas-fn/_/secret?name=db")); err != nil || code != 200 || got != "v1" {
+		t.Errorf("after the upgrade: %q %d %v", got, code, err)
+	}
+	// An unchanged redeploy rolls nothing: the spec hash is the same.
+	d.mustEmber("deploy", "echo", "--image", e.echo, "--secret", "db", "--label", function.LabelScaleMin+"=2")
+	again := d.waitFor("echo", "2 ready", 60*time.Second, exactlyReady(2))
+	if diff := cmp.Diff(replicaIDs(before), replicaIDs(again)); diff != "" {
+		t.Errorf("an unchanged redeploy after the upgrade replaced replicas (-before +after):\n%s", diff)
+	}
+	metrics, _, _ := get(d.url("/metrics"))
+	if want := `gateway_function_invocation_total{code="200",function_name="echo.openfaas-fn"} 1`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics has no %s", want)
 	}
 }
