@@ -3,6 +3,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,6 +154,30 @@ func TestNamespaces(t *testing.T) {
 	ignore := cmpopts.IgnoreFields(wire.FunctionStatus{}, "CreatedAt", "InvocationCount", "Instances", "Usage", "ReplicaStates")
 	if diff := cmp.Diff(before, after, ignore); diff != "" {
 		t.Errorf("staging's echo after the round trip (-before +after):\n%s", diff)
+	}
+
+	// The calls the certifier makes in a namespace (CERTIFIER_NAMESPACES)
+	// that faas-cli did not above: scale with the namespace in the body,
+	// logs with it in the query, each line naming the bare function and
+	// its namespace.
+	if r := api.do("POST", "/system/scale-function/echo", map[string]any{"serviceName": "echo", "replicas": 3, "namespace": "staging"}); r.code != 202 {
+		t.Errorf("scale echo in staging = %d %q", r.code, r.body)
+	}
+	d.waitFor("echo.staging", "3 ready", 60*time.Second, exactlyReady(3))
+	if n := len(d.describe("echo").Instances); n != 1 {
+		t.Errorf("scaling staging's echo changed the default's: %d replicas", n)
+	}
+	r = api.do("GET", "/system/logs?name=echo&namespace=staging&follow=false&tail=-1", nil)
+	lines := strings.Split(strings.TrimSpace(r.body), "\n")
+	if r.code != 200 || len(lines) == 0 || lines[0] == "" {
+		t.Fatalf("logs of staging's echo = %d %q", r.code, r.body)
+	}
+	for _, l := range lines {
+		var m wire.LogMessage
+		if err := json.Unmarshal([]byte(l), &m); err != nil || m.Name != "echo" || m.Namespace != "staging" ||
+			!strings.HasPrefix(m.Instance, "echo.staging-") {
+			t.Errorf("log line %q: %+v %v", l, m, err)
+		}
 	}
 
 	faas("remove", "echo", "-n", "staging")
