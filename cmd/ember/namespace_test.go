@@ -102,6 +102,19 @@ func TestNamespaces(t *testing.T) {
 			t.Errorf("/metrics has no %s", want)
 		}
 	}
+	// An async call to NAME.NS reaches that namespace's function.
+	cb := newCallbacks(t)
+	if out := faas("invoke", "echo", "-n", "staging", "--async", "--header", "X-Callback-Url: "+cb.url,
+		"--header", "X-Call-Id: ns-async"); !strings.Contains(out, "Function submitted asynchronously") {
+		t.Errorf("faas-cli invoke echo -n staging --async = %q", out)
+	}
+	cb.waitIDs(t, []string{"ns-async"}, time.Minute)
+	var async itest.EchoResponse
+	json.Unmarshal([]byte(cb.get("ns-async")[0].body), &async)
+	if !strings.HasPrefix(async.Hostname, "echo.staging-") {
+		t.Errorf("the async call to echo.staging was served by %q", async.Hostname)
+	}
+
 	if out := d.mustEmber("namespace", "ls"); out != "openfaas-fn\nstaging\n" {
 		t.Errorf("ember namespace ls = %q", out)
 	}
