@@ -328,10 +328,21 @@ func ValidateKey(key string) error {
 		if ns == DefaultNamespace {
 			return fmt.Errorf("%w: %q: the default namespace is not written out", ErrInvalid, key)
 		}
-		return ValidateNamespace(ns)
+		if err := ValidateNamespace(ns); err != nil {
+			return err
+		}
+		// A replica's hostname is its ID, KEY-XXXXXXXX, and Linux takes
+		// at most 64 bytes.
+		if len(key) > MaxKeyLen {
+			return fmt.Errorf("%w: %s in namespace %s: name and namespace together are longer than %d characters", ErrInvalid, name, ns, MaxKeyLen-1)
+		}
 	}
 	return nil
 }
+
+// MaxKeyLen is the longest key (NAME.NS) outside the default namespace:
+// its replicas' hostnames, KEY-XXXXXXXX, must fit Linux's 64 bytes.
+const MaxKeyLen = 64 - 9
 
 // ResolveRef turns a reference as OpenFaaS clients send it ("NAME" or
 // "NAME.NAMESPACE") into a function's key (see Qualify).

@@ -78,6 +78,10 @@ func TestQualifyKeepsTheDefaultBare(t *testing.T) {
 			t.Errorf("ValidateKey(%q) = %v", key, err)
 		}
 	}
+	long := strings.Repeat("a", 30) + "." + strings.Repeat("b", 25)
+	if err := ValidateKey(long); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ValidateKey of a %d-character key = %v, want ErrInvalid", len(long), err)
+	}
 	for _, bad := range []string{"echo.openfaas-fn", "echo.", "Echo", "echo.Staging", "a.b.c"} {
 		if err := ValidateKey(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ValidateKey(%q) = %v, want ErrInvalid", bad, err)
