@@ -48,6 +48,13 @@ func TestNamespaces(t *testing.T) {
 	if out := faas("namespace", "get", "staging"); !strings.Contains(out, "owner") {
 		t.Errorf("namespace get staging = %q, want its annotation", out)
 	}
+	// Kept as sent (faas-cli 0.18.12 also puts openfaas=1 among the
+	// annotations, as faas-netes wants of a namespace).
+	r := api.do("GET", "/system/namespace/staging", nil)
+	if ns := decodeJSON[wire.FunctionNamespace](t, r.body); r.code != 200 || ns.Name != "staging" ||
+		ns.Labels["openfaas"] != "1" || ns.Annotations["owner"] != "ops" {
+		t.Errorf("GET /system/namespace/staging = %d %s", r.code, r.body)
+	}
 	if r := api.do("POST", "/system/namespace/", map[string]string{"name": "staging"}); r.code != 409 {
 		t.Errorf("create staging again = %d %q, want 409", r.code, r.body)
 	}
@@ -85,7 +92,7 @@ func TestNamespaces(t *testing.T) {
 		t.Errorf("GET /function/echo.nope/ = %d, want 404", code)
 	}
 	// Secrets of another namespace cannot be mounted.
-	r := api.do("POST", "/system/functions", wire.FunctionDeployment{Service: "leak", Image: e.echo, Namespace: "staging", Secrets: []string{"only-prod"}})
+	r = api.do("POST", "/system/functions", wire.FunctionDeployment{Service: "leak", Image: e.echo, Namespace: "staging", Secrets: []string{"only-prod"}})
 	if r.code != 400 || !strings.Contains(r.body, "only-prod") {
 		t.Errorf("deploy into staging with openfaas-fn's secret = %d %q, want 400 naming it", r.code, r.body)
 	}
