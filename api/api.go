@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,10 @@ type API struct {
 	gather      prometheus.Gatherer
 	log         *slog.Logger
 	ready       func() bool
+	nss         Namespaces
+	// nsMu is held for reading by deploys and for writing by a
+	// namespace's deletion.
+	nsMu sync.RWMutex
 }
 
 // Deps are the API's collaborators.
@@ -82,6 +87,9 @@ type Deps struct {
 	// UI, when set, serves the dashboard under /ui/, behind the same auth
 	// as /system/*; / then redirects to it.
 	UI http.Handler
+	// Namespaces keeps the function namespaces; nil means only the
+	// default exists.
+	Namespaces Namespaces
 	// Gatherer feeds /metrics.
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the daemon has finished starting (for
@@ -94,8 +102,11 @@ func New(cfg Config, d Deps, log *slog.Logger) *API {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 1 << 20
 	}
+	if d.Namespaces == nil {
+		d.Namespaces = onlyDefault{}
+	}
 	return &API{cfg: cfg, fns: d.Functions, images: d.Images, secrets: d.Secrets, projector: d.SecretProjector, logsrc: d.Logs, svc: d.Services,
-		proxy: d.Proxy, async: d.Async, asyncQueues: d.AsyncQueues, ui: d.UI, gather: d.Gatherer, ready: d.Ready, log: log}
+		proxy: d.Proxy, async: d.Async, asyncQueues: d.AsyncQueues, ui: d.UI, gather: d.Gatherer, ready: d.Ready, log: log, nss: d.Namespaces}
 }
 
 // Handler returns the HTTP handler. With auth, /system/* requires basic
@@ -119,14 +130,19 @@ func (a *API) Handler(auth bool) http.Handler {
 	sys(http.MethodPost, "/system/restart/:name", a.restartFunction)
 	sys(http.MethodGet, "/system/info", a.info)
 	sys(http.MethodGet, "/system/status", a.systemStatus)
-	sys(http.MethodGet, "/system/namespaces", a.namespaces)
+	sys(http.MethodGet, "/system/namespaces", a.listNamespaces)
 	sys(http.MethodPost, "/system/images", a.importImages)
 	sys(http.MethodGet, "/system/secrets", a.listSecrets)
 	sys(http.MethodPost, "/system/secrets", a.createSecret)
 	sys(http.MethodPut, "/system/secrets", a.updateSecret)
 	sys(http.MethodDelete, "/system/secrets", a.deleteSecret)
 	sys(http.MethodGet, "/system/logs", a.logs)
-	sys(http.MethodGet, "/system/namespace/:name", a.namespace)
+	// faas-cli's SDK creates with POST /system/namespace/ and the name
+	// in the body; the rest name it in the path.
+	sys(http.MethodGet, "/system/namespace/*name", a.getNamespace)
+	sys(http.MethodPost, "/system/namespace/*name", a.createNamespace)
+	sys(http.MethodPut, "/system/namespace/*name", a.updateNamespace)
+	sys(http.MethodDelete, "/system/namespace/*name", a.deleteNamespace)
 	if a.asyncQueues != nil {
 		sys(http.MethodGet, "/system/queue", a.queue)
 	}
@@ -156,6 +172,13 @@ func (a *API) Handler(auth bool) http.Handler {
 	if a.async != nil {
 		r.Handler(http.MethodPost, "/async-function/*path", a.async)
 	}
+	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/system/") {
+			systemNotFound(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	})
 	return &dispatch{proxy: a.proxy, router: r}
 }
 

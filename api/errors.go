@@ -15,6 +15,8 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, function.ErrInvalid), errors.Is(err, function.ErrImageNotFound):
 		code = http.StatusBadRequest
+	case errors.Is(err, function.ErrExists):
+		code = http.StatusConflict
 	case errors.Is(err, function.ErrNotFound):
 		code = http.StatusNotFound
 	case errors.Is(err, function.ErrImage):

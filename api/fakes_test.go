@@ -325,7 +325,71 @@ const (
 	maxBody  = 4 << 10
 )
 
+// fakeNamespaces keeps namespaces in memory, the default always there.
+type fakeNamespaces struct {
+	mu  sync.Mutex // guards nss
+	nss map[string]function.Namespace
+}
+
+func newFakeNamespaces() *fakeNamespaces {
+	return &fakeNamespaces{nss: map[string]function.Namespace{
+		function.DefaultNamespace: {Name: function.DefaultNamespace, Labels: map[string]string{"openfaas": "1"}}}}
+}
+
+func (f *fakeNamespaces) Namespaces() ([]function.Namespace, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := []function.Namespace{f.nss[function.DefaultNamespace]}
+	for _, k := range slices.Sorted(maps.Keys(f.nss)) {
+		if k != function.DefaultNamespace {
+			out = append(out, f.nss[k])
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeNamespaces) Namespace(name string) (function.Namespace, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ns, ok := f.nss[name]
+	if !ok {
+		return ns, fmt.Errorf("namespace %s: %w", name, function.ErrNotFound)
+	}
+	return ns, nil
+}
+
+func (f *fakeNamespaces) CreateNamespace(ns function.Namespace) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.nss[ns.Name]; ok {
+		return fmt.Errorf("namespace %s: %w", ns.Name, function.ErrExists)
+	}
+	f.nss[ns.Name] = ns
+	return nil
+}
+
+func (f *fakeNamespaces) UpdateNamespace(ns function.Namespace) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.nss[ns.Name]; !ok {
+		return fmt.Errorf("namespace %s: %w", ns.Name, function.ErrNotFound)
+	}
+	f.nss[ns.Name] = ns
+	return nil
+}
+
+func (f *fakeNamespaces) DeleteNamespace(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.nss[name]; !ok {
+		return fmt.Errorf("namespace %s: %w", name, function.ErrNotFound)
+	}
+	delete(f.nss, name)
+	return nil
+}
+
 type server struct {
+	nss     *fakeNamespaces
 	fns     *fakeFunctions
 	images  *fakeImages
 	secrets *fakeSecrets
@@ -347,7 +411,7 @@ func (b *readyFlag) get() bool  { b.mu.Lock(); defer b.mu.Unlock(); return b.v }
 // newServer serves the API over loopback HTTP, with basic auth when auth.
 func newServer(t *testing.T, auth bool, specs ...function.Spec) *server {
 	t.Helper()
-	s := &server{fns: newFakeFunctions(specs...), images: &fakeImages{}, secrets: newFakeSecrets(), proj: &fakeProjector{},
+	s := &server{nss: newFakeNamespaces(), fns: newFakeFunctions(specs...), images: &fakeImages{}, secrets: newFakeSecrets(), proj: &fakeProjector{},
 		logs: &fakeLogs{}, ready: &readyFlag{v: true}, host: newFakeServiceHost()}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "ember_test_total", Help: "test"}))
@@ -356,7 +420,7 @@ func newServer(t *testing.T, auth bool, specs ...function.Spec) *server {
 	})
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	a := api.New(api.Config{Version: "1.2.3", Commit: "abc1234", User: user, Password: password, MaxBodyBytes: maxBody},
-		api.Deps{Functions: s.fns, Images: s.images, Secrets: s.secrets, SecretProjector: s.proj, Logs: s.logs, Proxy: proxy, Gatherer: reg, Ready: s.ready.get,
+		api.Deps{Functions: s.fns, Images: s.images, Secrets: s.secrets, SecretProjector: s.proj, Logs: s.logs, Namespaces: s.nss, Proxy: proxy, Gatherer: reg, Ready: s.ready.get,
 			Services: s.host},
 		log)
 	srv := httptest.NewServer(a.Handler(auth))

@@ -15,14 +15,15 @@ import (
 )
 
 func (a *API) listFunctions(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if !validNamespace(w, r.URL.Query().Get("namespace")) {
+	ns, ok := a.knownNamespace(w, r.URL.Query().Get("namespace"))
+	if !ok {
 		return
 	}
 	specs := a.fns.Functions()
 	out := make([]wire.FunctionStatus, 0, len(specs))
 	for _, s := range specs {
-		if s.IsService() {
-			continue // under /system/services
+		if s.IsService() || s.Namespace() != ns {
+			continue // services are under /system/services
 		}
 		st, err := a.fns.Status(s.Name)
 		if err != nil {
@@ -81,16 +82,35 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 	if !a.decode(w, r, &req) {
 		return
 	}
-	if !validNamespace(w, namespaceOf(req.Namespace, r)) {
+	// The name is checked bare: "a.b" is a name with a dot, not a
+	// function b in namespace a.
+	if err := function.ValidateName(req.Service); err != nil {
+		writeError(w, err)
+		return
+	}
+	// Deploys share the namespace lock, so that a namespace is not
+	// deleted between the check that it exists and the deploy into it.
+	a.nsMu.RLock()
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			a.nsMu.RUnlock()
+		}
+	}
+	defer unlock()
+	ns, ok := a.knownNamespace(w, namespaceOf(req.Namespace, r))
+	if !ok {
 		return
 	}
 	spec := req.Spec()
+	spec.Name = function.Qualify(req.Service, ns)
 	if err := spec.Validate(); err != nil {
 		writeError(w, err)
 		return
 	}
 	if update {
-		if _, err := a.fns.Spec(req.Service); err != nil {
+		if _, err := a.fns.Spec(spec.Name); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -99,6 +119,7 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 		writeError(w, err)
 		return
 	}
+	unlock()
 	if !a.waitReady(w, r, spec.Name, wait) {
 		return
 	}
@@ -163,14 +184,14 @@ func toStatus(s function.Spec, st function.Status, detail bool) wire.FunctionSta
 	}
 	// As OpenFaaS providers do (the certifier checks it); derived, so
 	// never stored, and dropped again if a client sends it back.
-	labels[function.LabelFunctionName] = s.Name
+	labels[function.LabelFunctionName] = s.BaseName()
 	if annotations == nil {
 		annotations = map[string]string{}
 	}
 	fs := wire.FunctionStatus{
-		Name:                   s.Name,
+		Name:                   s.BaseName(),
 		Image:                  s.Image,
-		Namespace:              function.DefaultNamespace,
+		Namespace:              s.Namespace(),
 		EnvProcess:             s.EnvProcess,
 		EnvVars:                s.Env,
 		Constraints:            s.Constraints,

@@ -7,7 +7,6 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/emberfaas/ember/api/wire"
-	"github.com/emberfaas/ember/function"
 )
 
 func (a *API) info(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -17,18 +16,4 @@ func (a *API) info(w http.ResponseWriter, r *http.Request, _ httprouter.Params) 
 		Version:  v,
 		Arch:     runtime.GOARCH,
 	})
-}
-
-func (a *API) namespaces(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	writeJSON(w, http.StatusOK, []string{function.DefaultNamespace})
-}
-
-// namespace answers for the one namespace ember has; creating others is
-// not supported (OpenFaaS CE answers the same way).
-func (a *API) namespace(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
-	if ps.ByName("name") != function.DefaultNamespace {
-		http.Error(w, "namespace "+ps.ByName("name")+" not found", http.StatusNotFound)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"name": function.DefaultNamespace, "labels": map[string]string{"openfaas": "1"}})
 }

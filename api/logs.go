@@ -35,6 +35,7 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request, _ httprouter.Params) 
 		writeError(w, err)
 		return
 	}
+	base, ns := function.SplitRef(function.MetricName(name))
 	lq := function.LogQuery{Instance: q.Get("instance")}
 	if v := q.Get("tail"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -62,7 +63,7 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request, _ httprouter.Params) 
 	rc.SetWriteDeadline(time.Time{})
 	enc := json.NewEncoder(w)
 	err := a.logsrc.Logs(r.Context(), name, lq, func(l function.LogLine) error {
-		if err := enc.Encode(wire.LogMessage{Name: name, Namespace: function.DefaultNamespace, Instance: l.Instance,
+		if err := enc.Encode(wire.LogMessage{Name: base, Namespace: ns, Instance: l.Instance,
 			Timestamp: l.Time, Text: l.Text}); err != nil {
 			return err
 		}

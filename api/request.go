@@ -11,20 +11,22 @@ import (
 )
 
 // resolve turns a path or body reference ("NAME" or "NAME.NAMESPACE") plus
-// a namespace into a function name, answering 404 for other namespaces.
+// a namespace into a function's key (see function.Qualify), answering 404
+// for a namespace that does not exist.
 func (a *API) resolve(w http.ResponseWriter, ref, ns string) (string, bool) {
 	name, refNS := function.SplitRef(ref)
 	if ns == "" {
 		ns = refNS
 	}
-	if !validNamespace(w, ns) {
+	ns, ok := a.knownNamespace(w, ns)
+	if !ok {
 		return "", false
 	}
 	if err := function.ValidateName(name); err != nil {
 		writeError(w, err)
 		return "", false
 	}
-	return name, true
+	return function.Qualify(name, ns), true
 }
 
 // namespaceOf applies OpenFaaS's rule: body, else query, else default.
@@ -33,14 +35,6 @@ func namespaceOf(body string, r *http.Request) string {
 		return body
 	}
 	return r.URL.Query().Get("namespace")
-}
-
-func validNamespace(w http.ResponseWriter, ns string) bool {
-	if ns == "" || ns == function.DefaultNamespace {
-		return true
-	}
-	http.Error(w, fmt.Sprintf("namespace %q not found: ember has only %q", ns, function.DefaultNamespace), http.StatusNotFound)
-	return false
 }
 
 // decode reads a body of exactly one JSON value (and white space): bytes

@@ -40,17 +40,20 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request, name string) bool 
 }
 
 func (a *API) listSecrets(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
-	if !validNamespace(w, r.URL.Query().Get("namespace")) {
+	ns, ok := a.knownNamespace(w, r.URL.Query().Get("namespace"))
+	if !ok {
 		return
 	}
-	names, err := a.secrets.Names()
+	keys, err := a.secrets.Names()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	out := make([]wire.Secret, 0, len(names))
-	for _, n := range names {
-		out = append(out, wire.Secret{Name: n, Namespace: function.DefaultNamespace})
+	out := make([]wire.Secret, 0, len(keys))
+	for _, k := range keys {
+		if n, kns := function.SplitRef(function.MetricName(k)); kns == ns {
+			out = append(out, wire.Secret{Name: n, Namespace: ns})
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -68,11 +71,8 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, update bool) {
 	if !a.decode(w, r, &s) {
 		return
 	}
-	if !validNamespace(w, namespaceOf(s.Namespace, r)) {
-		return
-	}
-	if err := function.ValidateName(s.Name); err != nil {
-		writeError(w, err)
+	key, ok := a.secretKey(w, r, s)
+	if !ok {
 		return
 	}
 	// faas-cli --from-file sends both; the raw bytes are the truth.
@@ -82,9 +82,9 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, update bool) {
 	}
 	var err error
 	if update {
-		err = a.secrets.Update(s.Name, value)
+		err = a.secrets.Update(key, value)
 	} else {
-		err = a.secrets.Create(s.Name, value)
+		err = a.secrets.Create(key, value)
 	}
 	if errors.Is(err, function.ErrExists) {
 		http.Error(w, "secret "+s.Name+" already exists", http.StatusConflict)
@@ -95,7 +95,7 @@ func (a *API) putSecret(w http.ResponseWriter, r *http.Request, update bool) {
 		return
 	}
 	if update {
-		if !a.refresh(w, r, s.Name) {
+		if !a.refresh(w, r, key) {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -109,14 +109,11 @@ func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, _ httprouter.
 	if !a.decode(w, r, &s) {
 		return
 	}
-	if !validNamespace(w, namespaceOf(s.Namespace, r)) {
+	key, ok := a.secretKey(w, r, s)
+	if !ok {
 		return
 	}
-	if err := function.ValidateName(s.Name); err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := a.secrets.Delete(s.Name); err != nil {
+	if err := a.secrets.Delete(key); err != nil {
 		if errors.Is(err, function.ErrNotFound) {
 			http.Error(w, "unable to find secret: "+s.Name, http.StatusNotFound)
 			return
@@ -124,8 +121,23 @@ func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request, _ httprouter.
 		writeError(w, err)
 		return
 	}
-	if !a.refresh(w, r, s.Name) {
+	if !a.refresh(w, r, key) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// secretKey checks a secret request's name and namespace (body, else
+// query, else default) and returns the secret's key (see
+// function.Qualify).
+func (a *API) secretKey(w http.ResponseWriter, r *http.Request, s wire.Secret) (string, bool) {
+	ns, ok := a.knownNamespace(w, namespaceOf(s.Namespace, r))
+	if !ok {
+		return "", false
+	}
+	if err := function.ValidateName(s.Name); err != nil {
+		writeError(w, err)
+		return "", false
+	}
+	return function.Qualify(s.Name, ns), true
 }

@@ -20,6 +20,9 @@ type Client struct {
 	base       string
 	hc         *http.Client
 	user, pass string
+	// ns is the function namespace of every call; empty: the daemon's
+	// default.
+	ns string
 }
 
 // New returns a client for addr: a unix socket path, or an http(s) URL.
@@ -40,6 +43,32 @@ func New(addr string) *Client {
 func (c *Client) WithBasicAuth(user, pass string) *Client {
 	c.user, c.pass = user, pass
 	return c
+}
+
+// WithNamespace makes every call of c about functions and secrets in
+// namespace ns.
+func (c *Client) WithNamespace(ns string) *Client {
+	c.ns = ns
+	return c
+}
+
+// FunctionNamespace is the namespace set by WithNamespace; empty for the default.
+func (c *Client) FunctionNamespace() string { return c.ns }
+
+// ref is how a function is named in a path: NAME.NS outside the default.
+func (c *Client) ref(name string) string {
+	if c.ns == "" || strings.Contains(name, ".") {
+		return name
+	}
+	return name + "." + c.ns
+}
+
+// query is the ?namespace= of a listing.
+func (c *Client) query() string {
+	if c.ns == "" {
+		return ""
+	}
+	return "?namespace=" + url.QueryEscape(c.ns)
 }
 
 // StatusError is a non-2xx answer; Message is the daemon's explanation.
@@ -115,31 +144,35 @@ func (c *Client) Deploy(ctx context.Context, d wire.FunctionDeployment, wait tim
 	if wait > 0 {
 		path += "?wait=" + url.QueryEscape(wait.String())
 	}
+	// As faas-cli's -n overrides a stack's namespace:.
+	if c.ns != "" {
+		d.Namespace = c.ns
+	}
 	return c.do(ctx, http.MethodPost, path, d, nil)
 }
 
 // List returns every function.
 func (c *Client) List(ctx context.Context) ([]wire.FunctionStatus, error) {
 	var out []wire.FunctionStatus
-	err := c.do(ctx, http.MethodGet, "/system/functions", nil, &out)
+	err := c.do(ctx, http.MethodGet, "/system/functions"+c.query(), nil, &out)
 	return out, err
 }
 
 // Describe returns one function with its replicas.
 func (c *Client) Describe(ctx context.Context, name string) (wire.FunctionStatus, error) {
 	var out wire.FunctionStatus
-	err := c.do(ctx, http.MethodGet, "/system/function/"+url.PathEscape(name), nil, &out)
+	err := c.do(ctx, http.MethodGet, "/system/function/"+url.PathEscape(c.ref(name)), nil, &out)
 	return out, err
 }
 
 // Remove deletes a function; it returns once its replicas are gone.
 func (c *Client) Remove(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/system/functions", wire.DeleteFunctionRequest{FunctionName: name}, nil)
+	return c.do(ctx, http.MethodDelete, "/system/functions", wire.DeleteFunctionRequest{FunctionName: name, Namespace: c.ns}, nil)
 }
 
 // Scale sets a function's desired replicas.
 func (c *Client) Scale(ctx context.Context, name string, replicas uint64) error {
-	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(name),
+	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(c.ref(name)),
 		wire.ScaleServiceRequest{ServiceName: name, Replicas: replicas}, nil)
 }
 
@@ -156,14 +189,14 @@ func (c *Client) SetBounds(ctx context.Context, name string, replicas, lo, hi *u
 	if hi != nil {
 		body["max"] = *hi
 	}
-	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(name), body, nil)
+	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(c.ref(name)), body, nil)
 }
 
 // Restart replaces a function's replicas in a rolling update. With
 // wait > 0 it returns once a restarted replica is ready, or with the
 // reason it is not.
 func (c *Client) Restart(ctx context.Context, name string, wait time.Duration) error {
-	path := "/system/restart/" + url.PathEscape(name)
+	path := "/system/restart/" + url.PathEscape(c.ref(name))
 	if wait > 0 {
 		path += "?wait=" + url.QueryEscape(wait.String())
 	}
@@ -190,7 +223,7 @@ func (c *Client) Invoke(ctx context.Context, name, method, path string, header h
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+"/function/"+url.PathEscape(name)+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+"/function/"+url.PathEscape(c.ref(name))+path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +247,7 @@ func (c *Client) InvokeAsync(ctx context.Context, name, path string, header http
 	if path == "/" {
 		path = ""
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/async-function/"+url.PathEscape(name)+path, body)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/async-function/"+url.PathEscape(c.ref(name))+path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -237,23 +270,23 @@ func (c *Client) Queue(ctx context.Context) ([]wire.AsyncQueue, error) {
 
 // CreateSecret stores a new secret; an existing one is a 409 StatusError.
 func (c *Client) CreateSecret(ctx context.Context, name string, value []byte) error {
-	return c.do(ctx, http.MethodPost, "/system/secrets", wire.Secret{Name: name, RawValue: value}, nil)
+	return c.do(ctx, http.MethodPost, "/system/secrets", wire.Secret{Name: name, Namespace: c.ns, RawValue: value}, nil)
 }
 
 // UpdateSecret replaces a secret's value.
 func (c *Client) UpdateSecret(ctx context.Context, name string, value []byte) error {
-	return c.do(ctx, http.MethodPut, "/system/secrets", wire.Secret{Name: name, RawValue: value}, nil)
+	return c.do(ctx, http.MethodPut, "/system/secrets", wire.Secret{Name: name, Namespace: c.ns, RawValue: value}, nil)
 }
 
 // DeleteSecret removes a secret.
 func (c *Client) DeleteSecret(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/system/secrets", wire.Secret{Name: name}, nil)
+	return c.do(ctx, http.MethodDelete, "/system/secrets", wire.Secret{Name: name, Namespace: c.ns}, nil)
 }
 
 // Secrets lists secret names.
 func (c *Client) Secrets(ctx context.Context) ([]wire.Secret, error) {
 	var out []wire.Secret
-	err := c.do(ctx, http.MethodGet, "/system/secrets", nil, &out)
+	err := c.do(ctx, http.MethodGet, "/system/secrets"+c.query(), nil, &out)
 	return out, err
 }
 
@@ -277,6 +310,9 @@ func (c *Client) Logs(ctx context.Context, name string, o LogOptions, out func(w
 	}
 	if o.Instance != "" {
 		q.Set("instance", o.Instance)
+	}
+	if c.ns != "" {
+		q.Set("namespace", c.ns)
 	}
 	resp, err := c.send(ctx, http.MethodGet, "/system/logs?"+q.Encode(), "", nil)
 	if err != nil {

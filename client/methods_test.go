@@ -182,6 +182,57 @@ func TestMethods(t *testing.T) {
 			wantResult: []wire.Secret{{Name: "a", Namespace: "openfaas-fn"}, {Name: "b", Namespace: "openfaas-fn"}},
 		},
 		{
+			name: "deploy in a namespace",
+			call: func(ctx context.Context, c *client.Client) (any, error) {
+				return nil, c.WithNamespace("staging").Deploy(ctx, wire.FunctionDeployment{Service: "echo", Image: "echo:1"}, 0)
+			},
+			want: request{method: "POST", uri: "/system/functions", contentType: "application/json",
+				body: `{"service":"echo","image":"echo:1","namespace":"staging"}`},
+		},
+		{
+			name: "list a namespace",
+			call: func(ctx context.Context, c *client.Client) (any, error) {
+				return c.WithNamespace("staging").List(ctx)
+			},
+			reply:      `[]`,
+			want:       request{method: "GET", uri: "/system/functions?namespace=staging"},
+			wantResult: []wire.FunctionStatus{},
+		},
+		{
+			name: "describe in a namespace",
+			call: func(ctx context.Context, c *client.Client) (any, error) {
+				return c.WithNamespace("staging").Describe(ctx, "echo")
+			},
+			reply:      `{"name":"echo","namespace":"staging","image":"echo:1","createdAt":"2026-01-02T03:04:05Z"}`,
+			want:       request{method: "GET", uri: "/system/function/echo.staging"},
+			wantResult: wire.FunctionStatus{Name: "echo", Namespace: "staging", Image: "echo:1", CreatedAt: created},
+		},
+		{
+			name: "secret in a namespace",
+			call: func(ctx context.Context, c *client.Client) (any, error) {
+				return nil, c.WithNamespace("staging").DeleteSecret(ctx, "db")
+			},
+			want: request{method: "DELETE", uri: "/system/secrets", contentType: "application/json",
+				body: `{"name":"db","namespace":"staging"}`},
+		},
+		{
+			name: "create namespace",
+			call: func(ctx context.Context, c *client.Client) (any, error) {
+				return nil, c.CreateNamespace(ctx, wire.FunctionNamespace{Name: "staging", Labels: map[string]string{"openfaas": "1"}})
+			},
+			want: request{method: "POST", uri: "/system/namespace/", contentType: "application/json",
+				body: `{"name":"staging","labels":{"openfaas":"1"}}`},
+		},
+		{
+			name: "namespaces",
+			call: func(ctx context.Context, c *client.Client) (any, error) {
+				return c.Namespaces(ctx)
+			},
+			reply:      `["openfaas-fn","staging"]`,
+			want:       request{method: "GET", uri: "/system/namespaces"},
+			wantResult: []string{"openfaas-fn", "staging"},
+		},
+		{
 			name: "status",
 			call: func(ctx context.Context, c *client.Client) (any, error) {
 				return c.Status(ctx)

@@ -12,8 +12,9 @@ import (
 	"unicode/utf8"
 )
 
-// DefaultNamespace is the only function namespace ember has. The OpenFaaS API
-// shows it under this name so that "NAME.openfaas-fn" resolves like "NAME".
+// DefaultNamespace is the namespace of everything deployed without one.
+// The OpenFaaS API shows it under this name so that "NAME.openfaas-fn"
+// resolves like "NAME".
 const DefaultNamespace = "openfaas-fn"
 
 // Labels with OpenFaaS's names that ember reads, and ember's own.
@@ -102,7 +103,9 @@ type Resources struct {
 // Spec is the desired state of one function.
 type Spec struct {
 	// Kind is KindFunction (or empty) or KindService.
-	Kind                   string            `json:"kind,omitempty"`
+	Kind string `json:"kind,omitempty"`
+	// Name is the function's key (see Qualify): NAME in the default
+	// namespace, NAME.NAMESPACE in any other.
 	Name                   string            `json:"name"`
 	Image                  string            `json:"image"`
 	EnvProcess             string            `json:"envProcess,omitempty"`
@@ -165,7 +168,7 @@ func (s Spec) Clone() Spec {
 
 // Validate checks everything that can be checked without a registry.
 func (s Spec) Validate() error {
-	if err := ValidateName(s.Name); err != nil {
+	if err := ValidateKey(s.Name); err != nil {
 		return err
 	}
 	if err := s.validateService(); err != nil {
@@ -291,14 +294,96 @@ func SplitRef(ref string) (name, namespace string) {
 	return ref, DefaultNamespace
 }
 
+// Qualify returns the key a function or secret named name in namespace ns
+// is stored, run and routed under: the bare name in the default namespace
+// and NAME.NS in any other. Keeping the default's keys bare keeps every
+// store key, container, spec hash and metric label of a daemon from before
+// namespaces the same, so an upgrade adopts its replicas untouched. Names
+// are DNS labels without dots, so a key splits back unambiguously.
+func Qualify(name, ns string) string {
+	if ns == "" || ns == DefaultNamespace {
+		return name
+	}
+	return name + "." + ns
+}
+
+// ValidateNamespace reports whether ns can name a namespace: a DNS-1123
+// label, as Kubernetes requires.
+func ValidateNamespace(ns string) error {
+	if err := ValidateName(ns); err != nil {
+		return fmt.Errorf("namespace: %w", err)
+	}
+	return nil
+}
+
+// ValidateKey checks a key as Qualify makes it: a valid name, and when
+// qualified, a valid namespace other than the default (whose keys are
+// bare).
+func ValidateKey(key string) error {
+	name, ns := SplitRef(key)
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if ns != DefaultNamespace || strings.Contains(key, ".") {
+		if ns == DefaultNamespace {
+			return fmt.Errorf("%w: %q: the default namespace is not written out", ErrInvalid, key)
+		}
+		if err := ValidateNamespace(ns); err != nil {
+			return err
+		}
+		// A replica's hostname is its ID, KEY-XXXXXXXX, and Linux takes
+		// at most 64 bytes.
+		if len(key) > MaxKeyLen {
+			return fmt.Errorf("%w: %s in namespace %s: name and namespace together are longer than %d characters", ErrInvalid, name, ns, MaxKeyLen-1)
+		}
+	}
+	return nil
+}
+
+// MaxKeyLen is the longest key (NAME.NS) outside the default namespace:
+// its replicas' hostnames, KEY-XXXXXXXX, must fit Linux's 64 bytes.
+const MaxKeyLen = 64 - 9
+
 // ResolveRef turns a reference as OpenFaaS clients send it ("NAME" or
-// "NAME.openfaas-fn") into a function name. Any other namespace is unknown.
+// "NAME.NAMESPACE") into a function's key (see Qualify).
 func ResolveRef(ref string) (string, error) {
 	name, ns := SplitRef(ref)
-	if ns != DefaultNamespace {
-		return "", fmt.Errorf("namespace %q: %w", ns, ErrNotFound)
+	if err := ValidateName(name); err != nil {
+		return "", err
 	}
-	return name, nil
+	if err := ValidateNamespace(ns); err != nil {
+		return "", err
+	}
+	return Qualify(name, ns), nil
+}
+
+// MetricName is the function_name label of a function's series:
+// NAME.NAMESPACE, as the OpenFaaS gateway labels them whenever it knows
+// its function namespace (faasd's does), so the default namespace's keep
+// the label they had before namespaces.
+func MetricName(key string) string {
+	name, ns := SplitRef(key)
+	return name + "." + ns
+}
+
+// Namespace is a function namespace: its name and, as OpenFaaS keeps them,
+// labels and annotations.
+type Namespace struct {
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Namespace is the namespace the spec's function is in.
+func (s Spec) Namespace() string {
+	_, ns := SplitRef(s.Name)
+	return ns
+}
+
+// BaseName is the function's name within its namespace.
+func (s Spec) BaseName() string {
+	name, _ := SplitRef(s.Name)
+	return name
 }
 
 // State is the lifecycle state of one replica.

@@ -46,12 +46,49 @@ func TestResolveRef(t *testing.T) {
 	}{
 		{"echo", "echo", true},
 		{"echo.openfaas-fn", "echo", true},
-		{"echo.other", "", false},
+		{"echo.other", "echo.other", true},
+		{"echo.Other", "", false},
+		{"echo.", "", false},
+		{".other", "", false},
 	} {
 		got, err := ResolveRef(tc.ref)
 		if (err == nil) != tc.ok || got != tc.want {
 			t.Errorf("ResolveRef(%q) = %q, %v; want %q ok=%v", tc.ref, got, err, tc.want, tc.ok)
 		}
+	}
+}
+
+// The default namespace's keys and metric labels are what they were
+// before namespaces, so an upgraded daemon adopts what it finds.
+func TestQualifyKeepsTheDefaultBare(t *testing.T) {
+	for _, tc := range []struct {
+		name, ns, key, metric, base, keyNS string
+	}{
+		{"echo", "", "echo", "echo.openfaas-fn", "echo", DefaultNamespace},
+		{"echo", DefaultNamespace, "echo", "echo.openfaas-fn", "echo", DefaultNamespace},
+		{"echo", "staging", "echo.staging", "echo.staging", "echo", "staging"},
+	} {
+		key := Qualify(tc.name, tc.ns)
+		s := Spec{Name: key}
+		if key != tc.key || MetricName(key) != tc.metric || s.BaseName() != tc.base || s.Namespace() != tc.keyNS {
+			t.Errorf("Qualify(%q, %q) = %q (metric %q, base %q, ns %q); want %q (%q, %q, %q)", tc.name, tc.ns,
+				key, MetricName(key), s.BaseName(), s.Namespace(), tc.key, tc.metric, tc.base, tc.keyNS)
+		}
+		if err := ValidateKey(key); err != nil {
+			t.Errorf("ValidateKey(%q) = %v", key, err)
+		}
+	}
+	long := strings.Repeat("a", 30) + "." + strings.Repeat("b", 25)
+	if err := ValidateKey(long); !errors.Is(err, ErrInvalid) {
+		t.Errorf("ValidateKey of a %d-character key = %v, want ErrInvalid", len(long), err)
+	}
+	for _, bad := range []string{"echo.openfaas-fn", "echo.", "Echo", "echo.Staging", "a.b.c"} {
+		if err := ValidateKey(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ValidateKey(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if h := (Spec{Name: "echo", Image: "i"}).Hash(); h != (Spec{Name: Qualify("echo", DefaultNamespace), Image: "i"}).Hash() {
+		t.Errorf("hash changed in the default namespace")
 	}
 }
 

@@ -114,6 +114,9 @@ func (s Spec) validateService() error {
 		}
 		return nil
 	}
+	if s.Namespace() != DefaultNamespace {
+		return fmt.Errorf("%w: service %s: services live in the default namespace", ErrInvalid, s.Name)
+	}
 	sv := s.Service
 	if sv == nil {
 		return nil

@@ -75,7 +75,7 @@ func (m *metrics) function(name string) *fnMetrics {
 	} else {
 		next = map[string]*fnMetrics{}
 	}
-	label := name + "." + function.DefaultNamespace
+	label := function.MetricName(name)
 	f := &fnMetrics{label: label, started: m.started.WithLabelValues(label)}
 	next[name] = f
 	m.fns.Store(&next)

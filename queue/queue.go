@@ -204,12 +204,12 @@ func (q *Queue) Run(ctx context.Context) error {
 		return fmt.Errorf("stream %s: %w", streamName, err)
 	}
 	for subj := range info.State.Subjects {
-		names[strings.TrimPrefix(subj, subjectPrefix)] = true
+		names[keyOf(strings.TrimPrefix(subj, subjectPrefix))] = true
 	}
 	lister := stream.ConsumerNames(ctx)
 	for n := range lister.Name() {
 		if fn, ok := strings.CutPrefix(n, "fn-"); ok {
-			names[fn] = true
+			names[keyOf(fn)] = true
 		}
 	}
 	if err := lister.Err(); err != nil {
@@ -255,7 +255,18 @@ type call struct {
 	Enqueued time.Time   `json:"enqueued"`
 }
 
-func subject(name string) string { return subjectPrefix + name }
+func subject(name string) string { return subjectPrefix + token(name) }
+
+// consumerName is the durable consumer of a function's calls.
+func consumerName(name string) string { return "fn-" + token(name) }
+
+// token is a function's key as one NATS subject token and consumer name,
+// which cannot hold a dot: NAME.NS becomes NAME_NS ('_' is in no function
+// or namespace name, so keyOf maps it back). Keys in the default
+// namespace have no dot and are their own tokens, as before namespaces.
+func token(key string) string { return strings.ReplaceAll(key, ".", "_") }
+
+func keyOf(token string) string { return strings.ReplaceAll(token, "_", ".") }
 
 // enqueue stores a call; the handler checked its size.
 func (q *Queue) enqueue(ctx context.Context, c call, body []byte) error {
@@ -299,7 +310,7 @@ func (q *Queue) Stats(ctx context.Context) ([]Stats, error) {
 	slices.Sort(names)
 	out := make([]Stats, 0, len(names))
 	for _, n := range names {
-		cons, err := q.js.Consumer(ctx, streamName, "fn-"+n)
+		cons, err := q.js.Consumer(ctx, streamName, consumerName(n))
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
 			continue // its worker is (re)creating it
 		}

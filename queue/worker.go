@@ -43,7 +43,7 @@ func (q *Queue) work(ctx context.Context, name string) {
 func (q *Queue) consume(ctx context.Context, name string) error {
 	pol := q.policy(name)
 	cons, err := q.js.CreateOrUpdateConsumer(ctx, streamName, jetstream.ConsumerConfig{
-		Durable:       "fn-" + name,
+		Durable:       consumerName(name),
 		FilterSubject: subject(name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       q.cfg.AckWait,

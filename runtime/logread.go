@@ -71,7 +71,8 @@ func (r *Runtime) readLogs(fn string, q function.LogQuery) ([]function.LogLine, 
 	var lines []function.LogLine
 	for _, e := range ents {
 		name := e.Name()
-		id, rest, _ := strings.Cut(name, ".")
+		id := replicaOfFile(name)
+		rest := strings.TrimPrefix(name[len(id):], ".")
 		if (rest != "log" && !strings.HasPrefix(rest, "log.")) || (q.Instance != "" && id != q.Instance) {
 			continue
 		}

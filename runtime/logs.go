@@ -67,6 +67,20 @@ const (
 	tailWindow = 16 << 10
 )
 
+// replicaOfFile returns the replica whose file of a log directory name is
+// (ID.out, ID.off, ID.log, ID.log.N). Replica IDs outside the default
+// namespace hold a dot (NAME.NS-XXXXXXXX), so the suffix is found from the
+// end.
+func replicaOfFile(name string) string {
+	for _, suf := range []string{rawSuffix, offsetSuffix, logSuffix} {
+		if i := strings.LastIndex(name, suf); i > 0 && (i+len(suf) == len(name) || name[i+len(suf)] == '.') {
+			return name[:i]
+		}
+	}
+	id, _, _ := strings.Cut(name, ".")
+	return id
+}
+
 type collector struct {
 	// roots are the trees of raw files, FN/ID.out: the run dir's, and
 	// the state dir's log tree where older embers had the shim write.

@@ -220,3 +220,23 @@ func TestCollectDropsWhenAppendFails(t *testing.T) {
 		t.Errorf("said %d times that logs are kept again, want once:\n%s", n, logged.String())
 	}
 }
+
+func TestReplicaOfFile(t *testing.T) {
+	for name, want := range map[string]string{
+		"echo-1a2b3c4d.out":           "echo-1a2b3c4d",
+		"echo-1a2b3c4d.off":           "echo-1a2b3c4d",
+		"echo-1a2b3c4d.log":           "echo-1a2b3c4d",
+		"echo-1a2b3c4d.log.2":         "echo-1a2b3c4d",
+		"echo.staging-1a2b3c4d.log":   "echo.staging-1a2b3c4d",
+		"echo.staging-1a2b3c4d.log.1": "echo.staging-1a2b3c4d",
+		"echo.staging-1a2b3c4d.out":   "echo.staging-1a2b3c4d",
+		"echo.log-1a2b3c4d.log":       "echo.log-1a2b3c4d",
+		"echo.out-1a2b3c4d.log":       "echo.out-1a2b3c4d",
+		"echo.offline-1a2b3c4d.off":   "echo.offline-1a2b3c4d",
+		"echo.logs-1a2b3c4d.log.3":    "echo.logs-1a2b3c4d",
+	} {
+		if got := replicaOfFile(name); got != want {
+			t.Errorf("replicaOfFile(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

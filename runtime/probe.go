@@ -303,7 +303,7 @@ func (r *Runtime) Sweep(ctx context.Context, keep func(id string) bool) error {
 			dir := filepath.Join(root, fn.Name())
 			logs, _ := os.ReadDir(dir)
 			for _, l := range logs {
-				id, _, _ := strings.Cut(l.Name(), ".")
+				id := replicaOfFile(l.Name())
 				if !keep(id) {
 					os.Remove(filepath.Join(dir, l.Name()))
 				}

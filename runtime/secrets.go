@@ -71,8 +71,10 @@ func projectSecrets(dir string, meta secretsMeta, src SecretSource, dropMissing 
 		}
 	}()
 	var present []string
+	// A function sees its own namespace's secrets under their bare names.
+	ns := function.Spec{Name: meta.Function}.Namespace()
 	for _, name := range meta.Names {
-		v, err := src.Value(name)
+		v, err := src.Value(function.Qualify(name, ns))
 		if dropMissing && errors.Is(err, function.ErrNotFound) {
 			continue
 		}
@@ -231,7 +233,8 @@ func (r *Runtime) RefreshSecret(ctx context.Context, name string) error {
 			errs = append(errs, err)
 			continue
 		}
-		if !slices.Contains(meta.Names, name) {
+		ns := function.Spec{Name: meta.Function}.Namespace()
+		if !slices.ContainsFunc(meta.Names, func(n string) bool { return function.Qualify(n, ns) == name }) {
 			continue
 		}
 		if err := projectSecrets(filepath.Join(dir, "secrets"), meta, r.cfg.Secrets, true); err != nil {

@@ -286,3 +286,35 @@ func TestRefreshSecret(t *testing.T) {
 		t.Errorf("RefreshSecret with a cancelled context = %v", err)
 	}
 }
+
+// A replica of a function outside the default namespace sees its own
+// namespace's secrets under their bare names, and a rotation of the
+// default's secret of the same name does not reach it.
+func TestSecretsOfTheFunctionsNamespace(t *testing.T) {
+	state := t.TempDir()
+	src := &fakeSecrets{vals: map[string]string{"db": "default", "db.staging": "staging"}}
+	r := &Runtime{cfg: Config{StateDir: state, Secrets: src}, log: slog.New(slog.DiscardHandler)}
+	for id, fn := range map[string]string{"echo-1": "echo", "echo.staging-1": "echo.staging"} {
+		meta := me()
+		meta.Function, meta.Names = fn, []string{"db"}
+		if _, err := r.projectReplicaSecrets(filepath.Join(filesDir(state), id), meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.set("db", "default-2")
+	if err := r.RefreshSecret(t.Context(), "db"); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"echo-1": "default-2", "echo.staging-1": "staging"} {
+		if got := readSecret(t, filepath.Join(filesDir(state), id, "secrets"), "db"); got != want {
+			t.Errorf("%s/db = %q, want %q", id, got, want)
+		}
+	}
+	src.set("db.staging", "staging-2")
+	if err := r.RefreshSecret(t.Context(), "db.staging"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readSecret(t, filepath.Join(filesDir(state), "echo.staging-1", "secrets"), "db"); got != "staging-2" {
+		t.Errorf("staging's db after its rotation = %q", got)
+	}
+}

@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (f *fn) metricName() string { return f.name + "." + function.DefaultNamespace }
+func (f *fn) metricName() string { return function.MetricName(f.name) }
 
 // ready records a replica's readiness; a wake from zero ends here.
 // Called with f.mu held.

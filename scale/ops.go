@@ -21,7 +21,8 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 	}
 	if c.cfg.Secrets != nil {
 		for _, s := range spec.Secrets {
-			if !c.cfg.Secrets.Exists(s) {
+			// Only secrets of the function's own namespace can be mounted.
+			if !c.cfg.Secrets.Exists(function.Qualify(s, spec.Namespace())) {
 				return function.Invalidf("unable to find secret: %s", s)
 			}
 		}

@@ -42,7 +42,7 @@ func OpenSecrets(dir string) (*Secrets, error) {
 const tmpSuffix = ".tmp"
 
 func (s *Secrets) path(name string) (string, error) {
-	if err := function.ValidateName(name); err != nil {
+	if err := function.ValidateKey(name); err != nil {
 		return "", fmt.Errorf("secret: %w", err)
 	}
 	return filepath.Join(s.dir, name), nil
@@ -87,7 +87,7 @@ func (s *Secrets) Delete(name string) error {
 	return nil
 }
 
-// Names lists the secrets, sorted.
+// Names lists the secrets' keys (see function.Qualify), sorted.
 func (s *Secrets) Names() ([]string, error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -95,7 +95,7 @@ func (s *Secrets) Names() ([]string, error) {
 	}
 	names := []string{}
 	for _, e := range ents {
-		if e.Type().IsRegular() && function.ValidateName(e.Name()) == nil {
+		if e.Type().IsRegular() && function.ValidateKey(e.Name()) == nil {
 			names = append(names, e.Name())
 		}
 	}

@@ -18,6 +18,9 @@ import (
 var (
 	bucketFunctions = []byte("functions")
 	bucketMeta      = []byte("meta")
+	// bucketNamespaces holds the namespaces made besides the default,
+	// which always exists and is stored only once its labels change.
+	bucketNamespaces = []byte("namespaces")
 )
 
 // Store is a bbolt-backed store of function specs. It is safe for
@@ -39,7 +42,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketFunctions, bucketMeta} {
+		for _, b := range [][]byte{bucketFunctions, bucketMeta, bucketNamespaces} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

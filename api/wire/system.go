@@ -104,3 +104,19 @@ type AsyncQueue struct {
 	InFlight int    `json:"inFlight"`
 	Retrying int    `json:"retrying"`
 }
+
+// FunctionNamespace is OpenFaaS's namespace shape, the body of
+// /system/namespace/NAME.
+type FunctionNamespace struct {
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// NamespaceInUse is the body of a 409 answer to deleting a namespace that
+// still holds functions or secrets.
+type NamespaceInUse struct {
+	Message   string   `json:"message"`
+	Functions []string `json:"functions"`
+	Secrets   []string `json:"secrets"`
+}

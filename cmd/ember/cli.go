@@ -27,7 +27,17 @@ func clientFor(cmd *cobra.Command) *client.Client {
 	if pw := os.Getenv("EMBER_PASSWORD"); pw != "" && strings.Contains(sock, "://") {
 		c.WithBasicAuth("admin", pw)
 	}
+	// Only commands given addNamespace have the flag; the daemon's
+	// --namespace is containerd's and never reaches here.
+	if ns, err := cmd.Flags().GetString("namespace"); err == nil && ns != "" {
+		c.WithNamespace(ns)
+	}
 	return c
+}
+
+// addNamespace gives a command faas-cli's -n/--namespace.
+func addNamespace(cmd *cobra.Command) {
+	cmd.Flags().StringP("namespace", "n", "", "function namespace (default openfaas-fn)")
 }
 
 func addOutput(cmd *cobra.Command, out *string) {

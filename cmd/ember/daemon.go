@@ -233,7 +233,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
-		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg,
+		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Namespaces: st, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg,
 			Services: serviceHost{rt, ports}, UI: ui.Handler()},
 		log.With("component", "api"))
 
@@ -441,6 +441,7 @@ var (
 	_ api.Images      = (*runtime.Runtime)(nil)
 	_ api.Logs        = (*runtime.Runtime)(nil)
 	_ api.Secrets     = (*store.Secrets)(nil)
+	_ api.Namespaces  = (*store.Store)(nil)
 	_ scale.Secrets   = (*store.Secrets)(nil)
 )
 

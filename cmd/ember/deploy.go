@@ -12,6 +12,7 @@ import (
 
 	"github.com/emberfaas/ember/api/wire"
 	"github.com/emberfaas/ember/client"
+	"github.com/emberfaas/ember/function"
 )
 
 type deployOptions struct {
@@ -108,7 +109,11 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 	if err != nil {
 		return err
 	}
-	url := strings.TrimSuffix(o.Gateway, "/") + "/function/" + o.Name
+	ref := o.Name
+	if ns := c.FunctionNamespace(); ns != "" && ns != function.DefaultNamespace {
+		ref += "." + ns
+	}
+	url := strings.TrimSuffix(o.Gateway, "/") + "/function/" + ref
 	if err := c.Deploy(ctx, d, wait); err != nil {
 		return err
 	}

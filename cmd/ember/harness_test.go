@@ -223,11 +223,18 @@ func (d *daemon) teardown() {
 				}
 			}
 		}
-		fns, err := d.client.List(ctx)
-		if err == nil {
-			for _, f := range fns {
-				if err := d.client.Remove(ctx, f.Name); err != nil {
-					t.Errorf("cleanup: remove %s: %v", f.Name, err)
+		nss, err := d.client.Namespaces(ctx)
+		if err != nil {
+			nss = []string{""}
+		}
+		for _, ns := range nss {
+			c := client.New(d.socket).WithNamespace(ns)
+			fns, err := c.List(ctx)
+			if err == nil {
+				for _, f := range fns {
+					if err := c.Remove(ctx, f.Name); err != nil {
+						t.Errorf("cleanup: remove %s.%s: %v", f.Name, ns, err)
+					}
 				}
 			}
 		}

@@ -77,6 +77,18 @@ func newRoot() *cobra.Command {
 		newInvokeCmd(), newScaleCmd(), newRestartCmd(), newImportCmd(), newVersionCmd(), newSecretCmd(), newLogsCmd())
 	root.AddCommand(newStatusCmd(), newServiceCmd())
 	root.AddCommand(newQueueCmd())
+	root.AddCommand(newNamespaceCmd(), newExportCmd())
+	// faas-cli's -n on the commands that name functions or secrets.
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "deploy", "list", "describe", "remove", "invoke", "scale", "restart", "logs":
+			addNamespace(c)
+		case "secret":
+			for _, sc := range c.Commands() {
+				addNamespace(sc)
+			}
+		}
+	}
 	return root
 }
 

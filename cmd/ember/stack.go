@@ -77,6 +77,9 @@ func runDeployStack(ctx context.Context, c *client.Client, file, filter string, 
 	}
 	results := make([]stackResult, 0, len(deps))
 	for i, d := range deps {
+		if ns := c.FunctionNamespace(); ns != "" {
+			d.Function.Namespace = ns // -n overrides namespace:, as in faas-cli
+		}
 		if err := c.Deploy(ctx, d.Function, waitDur); err != nil {
 			return fmt.Errorf("deploy %s: %w%s", d.Name, err, notAttempted(deps[i+1:]))
 		}
