@@ -553,6 +553,11 @@ func TestWaitReady(t *testing.T) {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("WaitReady = %q, want it to contain %q", err, want)
 					}
+					// Each run wrote the same lines: the last run's are
+					// said once, not once per restart.
+					if n := strings.Count(err.Error(), want); n > 1 {
+						t.Errorf("WaitReady = %q, has %q %d times, want once", err, want, n)
+					}
 				}
 			})
 		})

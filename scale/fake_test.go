@@ -89,6 +89,9 @@ type fakeReplica struct {
 	lock    bool
 	ready   int // status its readiness path answers; 0: connection refused
 	waiters []*fakeWaiter
+	// log is its output, appended as a log file is: each run that ends
+	// adds the runtime's logTail.
+	log []string
 }
 
 type fakeWaiter struct {
@@ -269,6 +272,7 @@ func (rt *fakeRuntime) Wait(ctx context.Context, id string) (<-chan function.Exi
 	w := &fakeWaiter{ch: make(chan function.Exit, 1)}
 	if code, ok := rt.crash[r.image]; ok && r.inst.Status == function.TaskRunning {
 		r.inst.Status = function.TaskStopped
+		r.log = append(r.log, rt.logTail...)
 		w.ch <- function.Exit{Code: code, At: time.Now()}
 		close(w.ch)
 		w.done = true
@@ -377,7 +381,11 @@ func (rt *fakeRuntime) ProbeLock(ctx context.Context, id string) (bool, error) {
 func (rt *fakeRuntime) LogTail(fn, id string, n int) []string {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return slices.Clone(rt.logTail)
+	r := rt.reps[id]
+	if r == nil {
+		return nil
+	}
+	return slices.Clone(r.log[max(0, len(r.log)-n):])
 }
 
 // Usage reports 100 millicores and 10 MiB per known cgroup.
@@ -529,6 +537,7 @@ func (rt *fakeRuntime) exit(id string, code uint32) {
 		panic("exit: no replica " + id)
 	}
 	r.inst.Status = function.TaskStopped
+	r.log = append(r.log, rt.logTail...)
 	for _, w := range r.waiters {
 		if !w.done {
 			w.done = true

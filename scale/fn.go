@@ -108,6 +108,7 @@ type replica struct {
 	lastProbe    time.Time // last lock check through task exec
 	restarts     int
 	lastExit     string
+	lastTail     []string // the log's last lines when the process last ended
 	message      string
 	misses       int
 	replace      bool // unhealthy too long: a successor is started

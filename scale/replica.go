@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -271,7 +272,11 @@ func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
 	r.state = function.StateExited
 	r.closed.Store(true)
 	r.lastExit = ex.String()
-	tail := f.c.logs.LogTail(f.name, id, 10)
+	// The log holds every run of the process: keep only what this run
+	// wrote, or a crash loop shows the same panic once per restart.
+	all := f.c.logs.LogTail(f.name, id, 10)
+	tail := newOutput(r.lastTail, all)
+	r.lastTail = all
 	r.message = "process exited: " + r.lastExit
 	if len(tail) > 0 {
 		r.message += "; last output:\n" + strings.Join(tail, "\n")
@@ -319,4 +324,16 @@ func (f *fn) restart(ctx context.Context, r *replica) {
 			f.watch(ctx, r, true)
 		})
 	}()
+}
+
+// newOutput returns the lines of tail that the last run wrote, given the
+// tail read when the run before it ended: the longest end of prev that
+// tail starts with is the earlier runs' output.
+func newOutput(prev, tail []string) []string {
+	for k := min(len(prev), len(tail)); k > 0; k-- {
+		if slices.Equal(prev[len(prev)-k:], tail[:k]) {
+			return tail[k:]
+		}
+	}
+	return tail
 }
