@@ -179,6 +179,7 @@ func toStatus(s function.Spec, st function.Status, detail bool) wire.FunctionSta
 		Annotations:            &annotations,
 		ReadOnlyRootFilesystem: s.ReadOnlyRootFilesystem,
 		InvocationCount:        float64(st.Invoked),
+		InvocationRate:         st.Rate,
 		Replicas:               uint64(st.Desired),
 		AvailableReplicas:      uint64(st.Ready),
 		CreatedAt:              s.CreatedAt,

@@ -337,12 +337,14 @@ type Replica struct {
 type Status struct {
 	// Phase is "active", "paused" (replicas frozen) or "zero" (no
 	// process running).
-	Phase     string    `json:"phase"`
-	Desired   int       `json:"desired"`
-	Ready     int       `json:"ready"`
-	Replicas  []Replica `json:"replicas"`
-	Invoked   uint64    `json:"invocations"`
-	LastError string    `json:"lastError,omitempty"`
+	Phase    string    `json:"phase"`
+	Desired  int       `json:"desired"`
+	Ready    int       `json:"ready"`
+	Replicas []Replica `json:"replicas"`
+	Invoked  uint64    `json:"invocations"`
+	// Rate is requests per second over about the last minute.
+	Rate      float64 `json:"rate"`
+	LastError string  `json:"lastError,omitempty"`
 }
 
 // TaskStatus is a replica's task state as the container runtime reports it.

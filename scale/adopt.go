@@ -17,6 +17,9 @@ func (c *Controller) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
+	if err := c.restoreCounts(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	insts, err := c.reps.Replicas(ctx)
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)

@@ -92,6 +92,9 @@ type Deps struct {
 	// addresses; both may be nil when no service is ever deployed.
 	Health Healthchecker
 	Hosts  Hosts
+	// Counts keeps invocation totals across restarts; nil: they start
+	// at zero with each daemon.
+	Counts Counts
 }
 
 // check panics on a missing dependency: a wiring mistake, better found

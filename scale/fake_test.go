@@ -760,3 +760,35 @@ func (rt *fakeRuntime) serviceHosts() map[string]netip.Addr {
 	defer rt.mu.Unlock()
 	return maps.Clone(rt.hosts)
 }
+
+// fakeCounts is an in-memory scale.Counts.
+type fakeCounts struct {
+	mu     sync.Mutex // guards below
+	totals map[string]uint64
+	puts   int
+}
+
+var _ scale.Counts = (*fakeCounts)(nil)
+
+func (s *fakeCounts) Invocations() (map[string]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.totals), nil
+}
+
+func (s *fakeCounts) PutInvocations(m map[string]uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.totals == nil {
+		s.totals = map[string]uint64{}
+	}
+	maps.Copy(s.totals, m)
+	s.puts++
+	return nil
+}
+
+func (s *fakeCounts) get(name string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.totals[name]
+}

@@ -75,6 +75,7 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 	next := cloneMap(fns)
 	next[spec.Name] = f
 	c.fns.Store(&next)
+	c.startRate(f)
 	if c.started {
 		c.startLoop(f)
 	}
@@ -212,6 +213,7 @@ func (c *Controller) dropLocked(f *fn) {
 		return
 	}
 	c.metrics.forget(f)
+	c.forgetCount(f)
 	next := cloneMap(fns)
 	delete(next, f.name)
 	c.fns.Store(&next)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/emberfaas/ember/function"
 )
@@ -95,7 +96,8 @@ func (c *Controller) WaitReady(ctx context.Context, name string) error {
 func (f *fn) status() function.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := function.Status{Desired: f.desired, Invoked: f.invocations.Load(), Phase: f.phase.String()}
+	total := f.c.total(f)
+	st := function.Status{Desired: f.desired, Invoked: total, Rate: f.c.rate(f.name, total, time.Now()), Phase: f.phase.String()}
 	if f.createErr != "" {
 		st.LastError = "create failed: " + f.createErr
 	}

@@ -86,6 +86,9 @@ type FunctionStatus struct {
 	// fetching every replica. OpenFaaS clients ignore them.
 	Phase         string                 `json:"phase,omitempty"`
 	ReplicaStates map[function.State]int `json:"replicaStates,omitempty"`
+	// InvocationRate is ember's: requests per second over about the last
+	// minute, beside OpenFaaS's total.
+	InvocationRate float64 `json:"invocationRate,omitempty"`
 
 	// Instances is ember's addition, in describe only: each replica's
 	// state. OpenFaaS clients ignore it.

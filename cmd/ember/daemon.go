@@ -189,7 +189,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		MaxWaiting:     o.MaxWaiting,
 		Secrets:        secrets,
 	}, scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st,
-		Health: rt, Hosts: rt},
+		Health: rt, Hosts: rt, Counts: st},
 		log.With("component", "scale"), reg)
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
@@ -397,6 +397,7 @@ var (
 	_ scale.Usage     = (*runtime.Runtime)(nil)
 	_ scale.Sweeper   = (*runtime.Runtime)(nil)
 	_ scale.Store     = (*store.Store)(nil)
+	_ scale.Counts    = (*store.Store)(nil)
 	_ proxy.Backends  = (*scale.Controller)(nil)
 	_ queue.Specs     = (*scale.Controller)(nil)
 	_ queue.Invoker   = (*proxy.Proxy)(nil)
