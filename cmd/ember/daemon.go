@@ -205,9 +205,18 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	defer q.Close()
+	// Listening before the API is built lets status report the address
+	// really served (--listen with port 0 picks one).
+	tcpLn, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", o.Listen, err)
+	}
+	tcpLn = newLimitListener(tcpLn, o.Limits.MaxConnections)
+	defer tcpLn.Close()
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
-			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
+			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: tcpLn.Addr().String(), Socket: o.Socket,
+			GatewayURL: localURL(tcpLn.Addr()), BridgeGateway: netw.Gateway().String(), Pprof: o.Pprof,
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg,
@@ -222,11 +231,6 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			}
 		}()
 	}
-	tcpLn, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", o.Listen, err)
-	}
-	tcpLn = newLimitListener(tcpLn, o.Limits.MaxConnections)
 	unixLn, err := listenUnix(o.Socket)
 	if err != nil {
 		tcpLn.Close()
@@ -275,6 +279,20 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		err = nil
 	}
 	return err
+}
+
+// localURL is the URL of the gateway at addr from this host: a wildcard
+// address is reached on loopback.
+func localURL(addr net.Addr) string {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	ip := ap.Addr().Unmap()
+	if ip.IsUnspecified() {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return "http://" + netip.AddrPortFrom(ip, ap.Port()).String()
 }
 
 // asyncQueues reports the queue in the API's types.

@@ -68,7 +68,7 @@ func newDeployCmd() *cobra.Command {
 	f.StringVar(&o.CPU, "cpu-limit", "", "CPU limit, such as 500m")
 	f.BoolVar(&o.Wait, "wait", true, "wait until a replica is ready")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "how long to wait for a ready replica")
-	f.StringVar(&o.Gateway, "gateway", "http://127.0.0.1:8080", "gateway URL printed for the function")
+	f.StringVar(&o.Gateway, "gateway", "", "gateway URL printed for the function (default: the stack's provider.gateway, else the address the daemon serves)")
 	addOutput(cmd, &o.Output)
 	return cmd
 }
@@ -108,10 +108,10 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 	if err != nil {
 		return err
 	}
-	url := strings.TrimSuffix(o.Gateway, "/") + "/function/" + o.Name
 	if err := c.Deploy(ctx, d, wait); err != nil {
 		return err
 	}
+	url := strings.TrimSuffix(printedGateway(ctx, c, o.Gateway, ""), "/") + "/function/" + o.Name
 	if o.Output == "json" {
 		return printJSON(w, map[string]any{"name": o.Name, "url": url, "ready": o.Wait})
 	}
@@ -121,6 +121,25 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 		fmt.Fprintf(w, "Deployed %s.\nURL: %s\n", o.Name, url)
 	}
 	return nil
+}
+
+// fallbackGateway is printed when the daemon does not say where it serves.
+const fallbackGateway = "http://127.0.0.1:8080"
+
+// printedGateway is the base of the URL printed for a deployed function:
+// --gateway when given, then the stack file's provider.gateway (as
+// faas-cli prints), then the address the daemon says it serves.
+func printedGateway(ctx context.Context, c *client.Client, flag, stackGateway string) string {
+	switch {
+	case flag != "":
+		return flag
+	case stackGateway != "":
+		return stackGateway
+	}
+	if st, err := c.Status(ctx); err == nil && st.GatewayURL != "" {
+		return st.GatewayURL
+	}
+	return fallbackGateway
 }
 
 func newRemoveCmd() *cobra.Command {

@@ -75,6 +75,7 @@ func runDeployStack(ctx context.Context, c *client.Client, file, filter string, 
 	if len(deps) == 0 {
 		return fmt.Errorf("%s: no functions to deploy", file)
 	}
+	gateway = printedGateway(ctx, c, gateway, st.Provider.Gateway)
 	results := make([]stackResult, 0, len(deps))
 	for i, d := range deps {
 		if err := c.Deploy(ctx, d.Function, waitDur); err != nil {
