@@ -53,6 +53,10 @@ func (a *API) describeFunction(w http.ResponseWriter, r *http.Request, ps httpro
 	if u, _ := strconv.ParseBool(r.URL.Query().Get("usage")); u || r.URL.Query().Get("usage") == "" {
 		if us, err := a.fns.Usage(name); err == nil {
 			fs.Usage = &wire.FunctionUsage{CPU: us.CPU, TotalMemoryBytes: us.MemoryBytes}
+			for i, r := range fs.Instances {
+				ru := us.Replicas[r.ID]
+				fs.Instances[i].CPU, fs.Instances[i].MemoryBytes = ru.CPU, ru.MemoryBytes
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, fs)

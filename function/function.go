@@ -331,6 +331,14 @@ type Replica struct {
 	// Message explains a replica that is not ready.
 	Message string `json:"message,omitempty"`
 	Hash    string `json:"hash,omitempty"`
+	// ReadyAfterSeconds is how long its process took from start to
+	// ready, absent until it was. A replica adopted from an earlier
+	// daemon is Adopted instead: its start-up was that daemon's.
+	ReadyAfterSeconds float64 `json:"readyAfterSeconds,omitempty"`
+	Adopted           bool    `json:"adopted,omitempty"`
+	// CPU (millicores) and MemoryBytes are its use, in describe.
+	CPU         float64 `json:"cpu,omitempty"`
+	MemoryBytes float64 `json:"memoryBytes,omitempty"`
 }
 
 // Status is the observed state of a function.
@@ -430,4 +438,6 @@ type Usage struct {
 	CPU float64
 	// MemoryBytes is the memory its replicas use.
 	MemoryBytes float64
+	// Replicas is each replica's share, by ID.
+	Replicas map[string]Usage
 }

@@ -59,7 +59,8 @@ func (f *fn) adopt(in function.Instance) {
 		hash = f.spec.Hash()
 	}
 	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP), idle: make(chan struct{}, 1),
-		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true}
+		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true,
+		adoptedAt: time.Now()}
 	if in.Hash == f.spec.Hash() {
 		r.ready = readyFor(f.spec)
 	}

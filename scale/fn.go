@@ -121,6 +121,11 @@ type replica struct {
 	// readiness is confirmed again: it was probably serving, so an
 	// outdated one keeps its place until current ones are ready.
 	adopted bool
+	// adoptedAt is when it was adopted, zero once its process restarts:
+	// how long it took to start up was the earlier daemon's business.
+	adoptedAt time.Time
+	// readyAfter is how long its process last took to be ready.
+	readyAfter time.Duration
 	// proves is set on a replica created while creation was backed off:
 	// ready for BackoffReset, it shows the failures are over.
 	proves bool

@@ -247,12 +247,21 @@ func (f *fn) becameReady(id string, probed bool) {
 	}
 	r.closed.Store(false)
 	r.readyArmed(now)
-	f.c.metrics.ready(f, r, now)
 	f.c.wakeProber()
 	if f.service {
 		f.c.kickHosts()
 	}
-	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", now.Sub(r.started).Round(time.Millisecond))
+	if !r.adoptedAt.IsZero() && r.started.Before(r.adoptedAt) {
+		// Running since before this daemon: now less its creation is the
+		// daemon's downtime, not a start-up, and would skew the startup
+		// histogram.
+		f.c.log.Info("adopted replica ready", "fn", f.name, "replica", id, "checked_in", now.Sub(r.adoptedAt).Round(time.Millisecond))
+	} else {
+		r.adoptedAt = time.Time{}
+		r.readyAfter = now.Sub(r.started)
+		f.c.metrics.ready(f, r, now)
+		f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", r.readyAfter.Round(time.Millisecond))
+	}
 	f.publish()
 }
 
