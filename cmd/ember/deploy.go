@@ -46,13 +46,13 @@ func newDeployCmd() *cobra.Command {
 				if err := checkStackFlags(cmd); err != nil {
 					return err
 				}
-				return runDeployStack(cmd.Context(), clientFor(cmd), o.File, o.Filter, o.Wait, o.Timeout, o.Gateway, o.Output, cmd.OutOrStdout())
+				return runDeployStack(cmd.Context(), clientFor(cmd), o.File, o.Filter, o.Wait, o.Timeout, o.Gateway, o.Output, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			if o.Image == "" {
 				return errors.New("--image is required (or give a stack file with -f)")
 			}
 			o.Name = args[0]
-			return runDeploy(cmd.Context(), clientFor(cmd), o, cmd.OutOrStdout())
+			return runDeploy(cmd.Context(), clientFor(cmd), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -73,7 +73,9 @@ func newDeployCmd() *cobra.Command {
 	return cmd
 }
 
-func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writer) error {
+// runDeploy deploys one function and prints its URL on w; progress (the
+// pull, the wait) goes to progress, unless the output is JSON.
+func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w, progress io.Writer) error {
 	if err := checkOutput(o.Output); err != nil {
 		return err
 	}
@@ -108,7 +110,7 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 	if err != nil {
 		return err
 	}
-	if err := c.Deploy(ctx, d, wait); err != nil {
+	if err := deployShowing(ctx, c, d, wait, o.Output, progress); err != nil {
 		return err
 	}
 	url := strings.TrimSuffix(printedGateway(ctx, c, o.Gateway, ""), "/") + "/function/" + o.Name
@@ -121,6 +123,21 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 		fmt.Fprintf(w, "Deployed %s.\nURL: %s\n", o.Name, url)
 	}
 	return nil
+}
+
+// deployShowing deploys d, showing its progress on w unless the output
+// is JSON, where nothing but the JSON is written.
+func deployShowing(ctx context.Context, c *client.Client, d wire.FunctionDeployment, wait time.Duration, output string, w io.Writer) error {
+	if output == "json" {
+		return c.Deploy(ctx, d, wait)
+	}
+	p := newDeployProgress(w, d.Service)
+	return c.DeployFollow(ctx, d, wait, func(ev wire.DeployEvent) {
+		p.event(ev)
+		if ev.Stage == wire.StageDeployed && wait > 0 {
+			p.waiting()
+		}
+	})
 }
 
 // fallbackGateway is printed when the daemon does not say where it serves.

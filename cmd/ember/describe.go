@@ -114,6 +114,11 @@ func formatBytes(b float64) string {
 	if b <= 0 {
 		return "-"
 	}
+	return byteSize(b)
+}
+
+// byteSize renders a size in binary units: "0 B", "512 B", "1.5 KiB".
+func byteSize(b float64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
 	i := 0
 	for b >= 1024 && i < len(units)-1 {
