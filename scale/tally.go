@@ -84,10 +84,12 @@ func (c *Controller) rate(name string, total uint64, now time.Time) float64 {
 		}
 		ref = x
 	}
-	secs := now.Sub(ref.at).Seconds()
-	if secs < 1 || total < ref.total {
+	if total < ref.total {
 		return 0
 	}
+	// At least a second: a burst just after a deploy is not a rate of
+	// thousands a second.
+	secs := max(now.Sub(ref.at).Seconds(), 1)
 	return float64(total-ref.total) / secs
 }
 

@@ -49,6 +49,7 @@ type daemonOptions struct {
 	Nameservers        []string
 	Auth               bool
 	HealthInterval     time.Duration
+	CountFlush         time.Duration
 	WakeTimeout        time.Duration
 	DrainTimeout       time.Duration
 	UpstreamTimeout    time.Duration
@@ -90,6 +91,7 @@ func newDaemonCmd() *cobra.Command {
 	f.StringSliceVar(&o.Nameservers, "nameserver", nil, "DNS server for functions (repeatable; default: the host's, without loopback stubs)")
 	f.BoolVar(&o.Auth, "auth", true, "require HTTP basic auth for /system/* on TCP")
 	f.DurationVar(&o.HealthInterval, "health-interval", 5*time.Second, "how often ready replicas' lock files are checked")
+	f.DurationVar(&o.CountFlush, "count-flush", 10*time.Second, "how often invocation counts are written to the state dir; a daemon killed outright loses at most this much of them")
 	f.DurationVar(&o.WakeTimeout, "wake-timeout", 30*time.Second, "how long a request waits for a ready replica")
 	f.IntVar(&o.MaxWaiting, "wake-queue", 1000, "how many requests one function may hold while it wakes; more get 429")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
@@ -184,6 +186,7 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	ctrl := scale.New(scale.Config{
 		HealthInterval: o.HealthInterval,
+		CountFlush:     o.CountFlush,
 		WakeTimeout:    o.WakeTimeout,
 		DrainTimeout:   o.DrainTimeout,
 		MaxWaiting:     o.MaxWaiting,
