@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,7 +153,7 @@ func TestDeployShowsProgress(t *testing.T) {
 // URL printed follows the stack's gateway.
 func TestListDescribeStatusAndCountsAcrossRestart(t *testing.T) {
 	e := setup(t)
-	d := newDaemon(t, e, "--count-flush", "1s")
+	d := newDaemon(t, e, "--count-flush", "1s", "--auth=true")
 	d.mustEmber("deploy", "echo", "--image", e.echo)
 	for i := range 20 {
 		if _, _, err := d.call("GET", "/function/echo", ""); err != nil {
@@ -196,7 +197,14 @@ func TestListDescribeStatusAndCountsAcrossRestart(t *testing.T) {
 	if len(fns) != 1 || fns[0].InvocationCount != 20 {
 		t.Errorf("after SIGKILL and restart: %+v, want echo with 20 invocations", fns)
 	}
+	faas := faasCLI(t, d)
+	fl := faas("list")
+	t.Logf("faas-cli list after SIGKILL and restart:\n%s", fl)
+	if !slices.ContainsFunc(strings.Split(fl, "\n"), func(l string) bool { return slices.Equal(strings.Fields(l), []string{"echo", "20", "1"}) }) {
+		t.Errorf("faas-cli list after SIGKILL and restart, want echo with 20 invocations:\n%s", fl)
+	}
 	desc = d.mustEmber("describe", "echo")
+	t.Logf("ember describe after SIGKILL and restart:\n%s", desc)
 	if !strings.Contains(desc, "adopted") {
 		t.Errorf("describe after a restart does not say the replica was adopted:\n%s", desc)
 	}
