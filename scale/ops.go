@@ -71,6 +71,11 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 		c.log.Info("updated", "fn", spec.Name, "image", spec.Image)
 		return nil
 	}
+	if old := fns[spec.Name]; old != nil {
+		// Still draining after a remove (faas-cli deploy --replace): its
+		// count goes on in its successor's.
+		c.forgetCount(old)
+	}
 	f := newFn(c, spec)
 	next := cloneMap(fns)
 	next[spec.Name] = f
@@ -208,12 +213,12 @@ func (c *Controller) dropped(f *fn) {
 }
 
 func (c *Controller) dropLocked(f *fn) {
+	c.forgetCount(f)
 	fns := *c.fns.Load()
 	if fns[f.name] != f {
 		return
 	}
 	c.metrics.forget(f)
-	c.forgetCount(f)
 	next := cloneMap(fns)
 	delete(next, f.name)
 	c.fns.Store(&next)

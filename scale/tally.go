@@ -102,12 +102,12 @@ func (c *Controller) startRate(f *fn) {
 }
 
 // forgetCount folds a removed function's count into its name's base, so
-// a function deployed again under that name goes on from there.
+// a function deployed again under that name goes on from there. It may be
+// called more than once for the same function.
 func (c *Controller) forgetCount(f *fn) {
 	c.tally.mu.Lock()
 	defer c.tally.mu.Unlock()
 	c.tally.base[f.name] += f.invocations.Swap(0)
-	delete(c.tally.samples, f.name)
 }
 
 // sampleCounts records every function's total for the rate and returns
@@ -120,6 +120,11 @@ func (c *Controller) sampleCounts(now time.Time) map[string]uint64 {
 	for name, n := range c.tally.base {
 		if fns[name] == nil && c.tally.flushed[name] != n {
 			changed[name] = n
+		}
+	}
+	for name := range c.tally.samples {
+		if fns[name] == nil {
+			delete(c.tally.samples, name) // removed: no rate to give
 		}
 	}
 	for name, f := range fns {
