@@ -11,6 +11,11 @@ import (
 // writeError maps ember's error kinds to status codes; the message is the
 // error's text, which names what was wrong.
 func writeError(w http.ResponseWriter, err error) {
+	http.Error(w, err.Error(), errorCode(err))
+}
+
+// errorCode is the HTTP status that stands for err.
+func errorCode(err error) int {
 	code := http.StatusInternalServerError
 	switch {
 	case errors.Is(err, function.ErrInvalid), errors.Is(err, function.ErrImageNotFound):
@@ -26,5 +31,5 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
 	}
-	http.Error(w, err.Error(), code)
+	return code
 }

@@ -62,6 +62,13 @@ func (f *fakeFunctions) Deploy(ctx context.Context, spec function.Spec) error {
 		return fmt.Errorf("pull %s: %w", spec.Image, function.ErrImageNotFound)
 	case "down:1":
 		return fmt.Errorf("pull %s: %w", spec.Image, function.ErrImage)
+	case "pulled:1":
+		// Pulled, one layer in two reports, as the runtime reports.
+		if report := function.PullProgressFrom(ctx); report != nil {
+			for _, done := range []int64{512, 1024} {
+				report(function.PullProgress{Image: spec.Image, Layers: []function.LayerProgress{{Digest: "sha256:ab", Done: done, Total: 1024}}})
+			}
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

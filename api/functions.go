@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -54,6 +55,10 @@ func (a *API) describeFunction(w http.ResponseWriter, r *http.Request, ps httpro
 	if u, _ := strconv.ParseBool(r.URL.Query().Get("usage")); u || r.URL.Query().Get("usage") == "" {
 		if us, err := a.fns.Usage(name); err == nil {
 			fs.Usage = &wire.FunctionUsage{CPU: us.CPU, TotalMemoryBytes: us.MemoryBytes}
+			for i, r := range fs.Instances {
+				ru := us.Replicas[r.ID]
+				fs.Instances[i].CPU, fs.Instances[i].MemoryBytes = ru.CPU, ru.MemoryBytes
+			}
 		}
 	}
 	writeJSON(w, http.StatusOK, fs)
@@ -115,6 +120,10 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 			return
 		}
 	}
+	if strings.Contains(r.Header.Get("Accept"), wire.ProgressType) {
+		a.deployFollowed(w, r, spec, wait)
+		return
+	}
 	if err := a.fns.Deploy(r.Context(), spec); err != nil {
 		writeError(w, err)
 		return
@@ -124,6 +133,28 @@ func (a *API) deploy(w http.ResponseWriter, r *http.Request, update bool) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// deployFollowed deploys as deploy does, telling the client how it goes:
+// the image pull's progress, then the wait for a ready replica.
+func (a *API) deployFollowed(w http.ResponseWriter, r *http.Request, spec function.Spec, wait time.Duration) {
+	s := &deployStream{w: w}
+	ctx := function.WithPullProgress(r.Context(), func(p function.PullProgress) {
+		s.send(wire.DeployEvent{Stage: wire.StagePull, Pull: &p})
+	})
+	if err := a.fns.Deploy(ctx, spec); err != nil {
+		s.fail(errorCode(err), err)
+		return
+	}
+	s.send(wire.DeployEvent{Stage: wire.StageDeployed})
+	if wait == 0 {
+		return
+	}
+	if err := a.readyWithin(r.Context(), spec.Name, wait); err != nil {
+		s.fail(http.StatusGatewayTimeout, err)
+		return
+	}
+	s.send(wire.DeployEvent{Stage: wire.StageReady})
 }
 
 func (a *API) deleteFunction(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
@@ -168,13 +199,19 @@ func (a *API) waitReady(w http.ResponseWriter, r *http.Request, name string, d t
 	if d == 0 {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
-	defer cancel()
-	if err := a.fns.WaitReady(ctx, name); err != nil {
+	if err := a.readyWithin(r.Context(), name, d); err != nil {
 		http.Error(w, err.Error(), http.StatusGatewayTimeout)
 		return false
 	}
 	return true
+}
+
+// readyWithin waits up to d for a ready replica of the function's current
+// spec.
+func (a *API) readyWithin(ctx context.Context, name string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return a.fns.WaitReady(ctx, name)
 }
 
 func toStatus(s function.Spec, st function.Status, detail bool) wire.FunctionStatus {
@@ -200,6 +237,7 @@ func toStatus(s function.Spec, st function.Status, detail bool) wire.FunctionSta
 		Annotations:            &annotations,
 		ReadOnlyRootFilesystem: s.ReadOnlyRootFilesystem,
 		InvocationCount:        float64(st.Invoked),
+		InvocationRate:         st.Rate,
 		Replicas:               uint64(st.Desired),
 		AvailableReplicas:      uint64(st.Ready),
 		CreatedAt:              s.CreatedAt,

@@ -27,6 +27,10 @@ type StatusConfig struct {
 	StateDir         string
 	Listen           string
 	Socket           string
+	// GatewayURL, BridgeGateway and Pprof: see wire.SystemStatus.
+	GatewayURL    string
+	BridgeGateway string
+	Pprof         string
 	// Cleanup, if set, reports the cleanup retried in the background.
 	Cleanup func() wire.CleanupStatus
 	// LogDrops, if set, reports function log lines dropped because the
@@ -49,6 +53,10 @@ func (a *API) systemStatus(w http.ResponseWriter, r *http.Request, _ httprouter.
 		StateDir: sc.StateDir,
 		Listen:   sc.Listen,
 		Socket:   sc.Socket,
+
+		GatewayURL:    sc.GatewayURL,
+		BridgeGateway: sc.BridgeGateway,
+		Pprof:         sc.Pprof,
 		Containerd: wire.ContainerdStatus{
 			Socket:    sc.ContainerdSocket,
 			Namespace: sc.Namespace,

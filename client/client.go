@@ -115,12 +115,20 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 // send makes one API request and turns a non-2xx answer into a
 // StatusError; the caller closes the body of a successful response.
 func (c *Client) send(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
+	return c.sendAccept(ctx, method, path, contentType, "", body)
+}
+
+// sendAccept is send with an Accept header, when accept is set.
+func (c *Client) sendAccept(ctx context.Context, method, path, contentType, accept string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	if c.pass != "" {
 		req.SetBasicAuth(c.user, c.pass)
@@ -149,6 +157,47 @@ func (c *Client) Deploy(ctx context.Context, d wire.FunctionDeployment, wait tim
 		d.Namespace = c.ns
 	}
 	return c.do(ctx, http.MethodPost, path, d, nil)
+}
+
+// DeployFollow deploys as Deploy does and calls event with each step the
+// daemon reports: the image pull's progress, then the deploy and the
+// wait for a ready replica. A failure after the first event comes back as
+// the StatusError it would have been. A daemon that does not report steps
+// answers as to Deploy, and event is not called.
+func (c *Client) DeployFollow(ctx context.Context, d wire.FunctionDeployment, wait time.Duration, event func(wire.DeployEvent)) error {
+	path := "/system/functions"
+	if wait > 0 {
+		path += "?wait=" + url.QueryEscape(wait.String())
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	resp, err := c.sendAccept(ctx, http.MethodPost, path, "application/json", wire.ProgressType, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), wire.ProgressType) {
+		return nil
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev wire.DeployEvent
+		if err := dec.Decode(&ev); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // ended without saying how
+			}
+			return fmt.Errorf("deploy %s: %w", d.Service, err)
+		}
+		if ev.Stage == wire.StageError {
+			return &StatusError{Code: ev.Code, Message: ev.Error}
+		}
+		event(ev)
+		if ev.Stage == wire.StageReady || (ev.Stage == wire.StageDeployed && wait == 0) {
+			return nil
+		}
+	}
 }
 
 // List returns every function.

@@ -416,18 +416,28 @@ type Replica struct {
 	// Message explains a replica that is not ready.
 	Message string `json:"message,omitempty"`
 	Hash    string `json:"hash,omitempty"`
+	// ReadyAfterSeconds is how long its process took from start to
+	// ready, absent until it was. A replica adopted from an earlier
+	// daemon is Adopted instead: its start-up was that daemon's.
+	ReadyAfterSeconds float64 `json:"readyAfterSeconds,omitempty"`
+	Adopted           bool    `json:"adopted,omitempty"`
+	// CPU (millicores) and MemoryBytes are its use, in describe.
+	CPU         float64 `json:"cpu,omitempty"`
+	MemoryBytes float64 `json:"memoryBytes,omitempty"`
 }
 
 // Status is the observed state of a function.
 type Status struct {
 	// Phase is "active", "paused" (replicas frozen) or "zero" (no
 	// process running).
-	Phase     string    `json:"phase"`
-	Desired   int       `json:"desired"`
-	Ready     int       `json:"ready"`
-	Replicas  []Replica `json:"replicas"`
-	Invoked   uint64    `json:"invocations"`
-	LastError string    `json:"lastError,omitempty"`
+	Phase    string    `json:"phase"`
+	Desired  int       `json:"desired"`
+	Ready    int       `json:"ready"`
+	Replicas []Replica `json:"replicas"`
+	Invoked  uint64    `json:"invocations"`
+	// Rate is requests per second over about the last minute.
+	Rate      float64 `json:"rate"`
+	LastError string  `json:"lastError,omitempty"`
 }
 
 // TaskStatus is a replica's task state as the container runtime reports it.
@@ -513,4 +523,6 @@ type Usage struct {
 	CPU float64
 	// MemoryBytes is the memory its replicas use.
 	MemoryBytes float64
+	// Replicas is each replica's share, by ID.
+	Replicas map[string]Usage
 }

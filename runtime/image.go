@@ -51,11 +51,24 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string) (string, error) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PullTimeout)
 	defer cancel()
-	img, err := r.client.Pull(pctx, name,
+	opts := []containerd.RemoteOpt{
 		containerd.WithPullUnpack,
 		containerd.WithPullSnapshotter(snapshotter),
 		containerd.WithResolver(r.resolver()),
-		containerd.WithPlatformMatcher(platforms.Default()))
+		containerd.WithPlatformMatcher(platforms.Default()),
+	}
+	if report := function.PullProgressFrom(ctx); report != nil {
+		w := &pullWatch{image: name, cs: r.client.ContentStore(), report: report}
+		opts = append(opts, containerd.WithImageHandler(w.handler()))
+		stop, watched := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(watched)
+			w.run(pctx, stop)
+		}()
+		// Stopped before returning: report is not called after the pull.
+		defer func() { close(stop); <-watched }()
+	}
+	img, err := r.client.Pull(pctx, name, opts...)
 	if err != nil {
 		if lerr == nil {
 			r.log.Warn("pull failed, using the local image", "image", name, "err", err)

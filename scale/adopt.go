@@ -17,6 +17,9 @@ func (c *Controller) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
+	if err := c.restoreCounts(); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	insts, err := c.reps.Replicas(ctx)
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
@@ -78,7 +81,8 @@ func (f *fn) adopt(in function.Instance) {
 		hash = f.spec.Hash()
 	}
 	r := &replica{f: f, id: in.ID, hash: hash, ip: in.IP, addr: f.addrOf(in.IP), idle: make(chan struct{}, 1),
-		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true}
+		pid: in.Pid, cgroup: in.Cgroup, state: function.StateStarting, started: in.Created, adopted: true,
+		adoptedAt: time.Now()}
 	if in.Hash == f.spec.Hash() {
 		r.ready = readyFor(f.spec)
 	}

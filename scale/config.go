@@ -59,6 +59,10 @@ type Config struct {
 	// MaxWaiting bounds the requests one function may hold while it wakes
 	// (default 1000); more get ErrQueueFull.
 	MaxWaiting int
+	// CountFlush is how often invocation totals are sampled for the
+	// request rate and written to Deps.Counts (default 10s): a daemon
+	// killed outright loses at most this much of its counts.
+	CountFlush time.Duration
 	// MemoryLow reports host memory pressure, when paused functions are
 	// parked early; default: MemAvailable below 10% of MemTotal.
 	MemoryLow func() bool
@@ -82,6 +86,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.HealthInterval, 5*time.Second)
+	def(&c.CountFlush, 10*time.Second)
 	def(&c.ProbeEvery, time.Minute)
 	def(&c.ProbeSpacing, 20*time.Second)
 	def(&c.DrainTimeout, 30*time.Second)

@@ -27,6 +27,8 @@ type Controller struct {
 	health  Healthchecker
 	hosts   Hosts
 	place   Placer
+	counts  Counts
+	tally   tally
 	log     *slog.Logger
 	metrics *metrics
 	janitor *janitor
@@ -59,10 +61,11 @@ func New(cfg Config, d Deps, log *slog.Logger, reg prometheus.Registerer) *Contr
 	d.check()
 	cfg.setDefaults()
 	c := &Controller{cfg: cfg, images: d.Images, reps: d.Replicas, tasks: d.Tasks, freezer: d.Freezer, prober: d.Prober,
-		logs: d.Logs, usage: d.Usage, sweeper: d.Sweeper, st: d.Store, health: d.Health, hosts: d.Hosts, place: d.Place, log: log, metrics: newMetrics(reg),
+		logs: d.Logs, usage: d.Usage, sweeper: d.Sweeper, st: d.Store, health: d.Health, hosts: d.Hosts, place: d.Place, counts: d.Counts, log: log, metrics: newMetrics(reg),
 		hostsKick: make(chan struct{}, 1),
 		autoKick:  make(chan struct{}, 1), probeWake: make(chan struct{}, 1), creates: make(chan struct{}, cfg.MaxCreates)}
 	c.fns.Store(&map[string]*fn{})
+	c.tally.base, c.tally.flushed, c.tally.samples = map[string]uint64{}, map[string]uint64{}, map[string][]countSample{}
 	c.janitor = newJanitor(func(ctx context.Context) error { return c.sweeper.Sweep(ctx, c.live) },
 		cfg.CleanupBackoffMin, cfg.CleanupBackoffMax, log, reg)
 	if reg != nil {
@@ -113,7 +116,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			c.servicesFirst(ctx, later)
 		}()
 	}
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go func() {
+		defer c.wg.Done()
+		c.tallyLoop(ctx)
+	}()
 	go func() {
 		defer c.wg.Done()
 		c.probeLoop(ctx)

@@ -26,11 +26,13 @@ import (
 
 // env is one controller with its fakes. Build it inside the bubble.
 type env struct {
-	t   *testing.T
-	rt  *fakeRuntime
-	st  *fakeStore
-	cfg scale.Config
-	c   *scale.Controller
+	t  *testing.T
+	rt *fakeRuntime
+	st *fakeStore
+	// counts is the Counts store; set its totals before start.
+	counts *fakeCounts
+	cfg    scale.Config
+	c      *scale.Controller
 }
 
 func newEnv(t *testing.T, cfg scale.Config, specs ...function.Spec) *env {
@@ -47,7 +49,10 @@ func newEnv(t *testing.T, cfg scale.Config, specs ...function.Spec) *env {
 	})
 	st := newFakeStore(specs...)
 	cfg.MemoryLow = func() bool { return false } // not the host's
-	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt.deps(st), log, nil)}
+	counts := &fakeCounts{}
+	d := rt.deps(st)
+	d.Counts = counts
+	return &env{t: t, rt: rt, st: st, counts: counts, cfg: cfg, c: scale.New(cfg, d, log, nil)}
 }
 
 // start recovers and runs the controller until the test ends.
@@ -552,6 +557,11 @@ func TestWaitReady(t *testing.T) {
 				for _, want := range tc.wantErr {
 					if !strings.Contains(err.Error(), want) {
 						t.Errorf("WaitReady = %q, want it to contain %q", err, want)
+					}
+					// Each run wrote the same lines: the last run's are
+					// said once, not once per restart.
+					if n := strings.Count(err.Error(), want); n > 1 {
+						t.Errorf("WaitReady = %q, has %q %d times, want once", err, want, n)
 					}
 				}
 			})

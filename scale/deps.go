@@ -95,6 +95,9 @@ type Deps struct {
 	// Place creates a service's replica at its predecessor's address; nil,
 	// a service's replicas take any address.
 	Place Placer
+	// Counts keeps invocation totals across restarts; nil: they start
+	// at zero with each daemon.
+	Counts Counts
 }
 
 // check panics on a missing dependency: a wiring mistake, better found

@@ -90,6 +90,9 @@ type fakeReplica struct {
 	lock    bool
 	ready   int // status its readiness path answers; 0: connection refused
 	waiters []*fakeWaiter
+	// log is its output, appended as a log file is: each run that ends
+	// adds the runtime's logTail.
+	log []string
 }
 
 type fakeWaiter struct {
@@ -289,6 +292,7 @@ func (rt *fakeRuntime) Wait(ctx context.Context, id string) (<-chan function.Exi
 	w := &fakeWaiter{ch: make(chan function.Exit, 1)}
 	if code, ok := rt.crash[r.image]; ok && r.inst.Status == function.TaskRunning {
 		r.inst.Status = function.TaskStopped
+		r.log = append(r.log, rt.logTail...)
 		w.ch <- function.Exit{Code: code, At: time.Now()}
 		close(w.ch)
 		w.done = true
@@ -397,7 +401,11 @@ func (rt *fakeRuntime) ProbeLock(ctx context.Context, id string) (bool, error) {
 func (rt *fakeRuntime) LogTail(fn, id string, n int) []string {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	return slices.Clone(rt.logTail)
+	r := rt.reps[id]
+	if r == nil {
+		return nil
+	}
+	return slices.Clone(r.log[max(0, len(r.log)-n):])
 }
 
 // Usage reports 100 millicores and 10 MiB per known cgroup.
@@ -549,6 +557,7 @@ func (rt *fakeRuntime) exit(id string, code uint32) {
 		panic("exit: no replica " + id)
 	}
 	r.inst.Status = function.TaskStopped
+	r.log = append(r.log, rt.logTail...)
 	for _, w := range r.waiters {
 		if !w.done {
 			w.done = true
@@ -770,4 +779,36 @@ func (rt *fakeRuntime) serviceHosts() map[string]netip.Addr {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return maps.Clone(rt.hosts)
+}
+
+// fakeCounts is an in-memory scale.Counts.
+type fakeCounts struct {
+	mu     sync.Mutex // guards below
+	totals map[string]uint64
+	puts   int
+}
+
+var _ scale.Counts = (*fakeCounts)(nil)
+
+func (s *fakeCounts) Invocations() (map[string]uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.totals), nil
+}
+
+func (s *fakeCounts) PutInvocations(m map[string]uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.totals == nil {
+		s.totals = map[string]uint64{}
+	}
+	maps.Copy(s.totals, m)
+	s.puts++
+	return nil
+}
+
+func (s *fakeCounts) get(name string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.totals[name]
 }

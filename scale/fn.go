@@ -115,6 +115,7 @@ type replica struct {
 	lastProbe    time.Time // last lock check through task exec
 	restarts     int
 	lastExit     string
+	lastTail     []string // the log's last lines when the process last ended
 	message      string
 	misses       int
 	replace      bool // unhealthy too long: a successor is started
@@ -127,6 +128,11 @@ type replica struct {
 	// readiness is confirmed again: it was probably serving, so an
 	// outdated one keeps its place until current ones are ready.
 	adopted bool
+	// adoptedAt is when it was adopted, zero once its process restarts:
+	// how long it took to start up was the earlier daemon's business.
+	adoptedAt time.Time
+	// readyAfter is how long its process last took to be ready.
+	readyAfter time.Duration
 	// proves is set on a replica created while creation was backed off:
 	// ready for BackoffReset, it shows the failures are over.
 	proves bool

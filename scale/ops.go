@@ -72,10 +72,16 @@ func (c *Controller) Deploy(ctx context.Context, spec function.Spec) error {
 		c.log.Info("updated", "fn", spec.Name, "image", spec.Image)
 		return nil
 	}
+	if old := fns[spec.Name]; old != nil {
+		// Still draining after a remove (faas-cli deploy --replace): its
+		// count goes on in its successor's.
+		c.forgetCount(old)
+	}
 	f := newFn(c, spec)
 	next := cloneMap(fns)
 	next[spec.Name] = f
 	c.fns.Store(&next)
+	c.startRate(f)
 	if c.started {
 		c.startLoop(f)
 	}
@@ -208,6 +214,7 @@ func (c *Controller) dropped(f *fn) {
 }
 
 func (c *Controller) dropLocked(f *fn) {
+	c.forgetCount(f)
 	fns := *c.fns.Load()
 	if fns[f.name] != f {
 		return

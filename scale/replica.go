@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -273,12 +274,21 @@ func (f *fn) becameReady(id string, probed bool) {
 	}
 	r.closed.Store(false)
 	r.readyArmed(now)
-	f.c.metrics.ready(f, r, now)
 	f.c.wakeProber()
 	if f.service {
 		f.c.kickHosts()
 	}
-	f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", now.Sub(r.started).Round(time.Millisecond))
+	if !r.adoptedAt.IsZero() && r.started.Before(r.adoptedAt) {
+		// Running since before this daemon: now less its creation is the
+		// daemon's downtime, not a start-up, and would skew the startup
+		// histogram.
+		f.c.log.Info("adopted replica ready", "fn", f.name, "replica", id, "checked_in", now.Sub(r.adoptedAt).Round(time.Millisecond))
+	} else {
+		r.adoptedAt = time.Time{}
+		r.readyAfter = now.Sub(r.started)
+		f.c.metrics.ready(f, r, now)
+		f.c.log.Info("replica ready", "fn", f.name, "replica", id, "after", r.readyAfter.Round(time.Millisecond))
+	}
 	f.publish()
 }
 
@@ -298,7 +308,11 @@ func (f *fn) exited(ctx context.Context, id string, ex function.Exit) {
 	r.state = function.StateExited
 	r.closed.Store(true)
 	r.lastExit = ex.String()
-	tail := f.c.logs.LogTail(f.name, id, 10)
+	// The log holds every run of the process: keep only what this run
+	// wrote, or a crash loop shows the same panic once per restart.
+	all := f.c.logs.LogTail(f.name, id, 10)
+	tail := newOutput(r.lastTail, all)
+	r.lastTail = all
 	r.message = "process exited: " + r.lastExit
 	if len(tail) > 0 {
 		r.message += "; last output:\n" + strings.Join(tail, "\n")
@@ -346,4 +360,16 @@ func (f *fn) restart(ctx context.Context, r *replica) {
 			f.watch(ctx, r, true)
 		})
 	}()
+}
+
+// newOutput returns the lines of tail that the last run wrote, given the
+// tail read when the run before it ended: the longest end of prev that
+// tail starts with is the earlier runs' output.
+func newOutput(prev, tail []string) []string {
+	for k := min(len(prev), len(tail)); k > 0; k-- {
+		if slices.Equal(prev[len(prev)-k:], tail[:k]) {
+			return tail[k:]
+		}
+	}
+	return tail
 }

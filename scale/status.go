@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/emberfaas/ember/function"
 )
@@ -55,12 +56,21 @@ func (c *Controller) Usage(name string) (function.Usage, error) {
 		return function.Usage{}, fmt.Errorf("function %s: %w", name, function.ErrNotFound)
 	}
 	f.mu.Lock()
-	cgs := make([]string, 0, len(f.replicas))
+	cgs := make(map[string]string, len(f.replicas))
 	for _, r := range f.replicas {
-		cgs = append(cgs, r.cgroup)
+		cgs[r.id] = r.cgroup
 	}
 	f.mu.Unlock()
-	return c.usage.Usage(cgs), nil
+	// One reading per replica, summed: CPU is measured since the previous
+	// reading of the same cgroup, so reading them twice would halve it.
+	u := function.Usage{Replicas: make(map[string]function.Usage, len(cgs))}
+	for id, cg := range cgs {
+		ru := c.usage.Usage([]string{cg})
+		u.CPU += ru.CPU
+		u.MemoryBytes += ru.MemoryBytes
+		u.Replicas[id] = ru
+	}
+	return u, nil
 }
 
 // WaitReady blocks until a replica running the function's current spec is
@@ -95,7 +105,8 @@ func (c *Controller) WaitReady(ctx context.Context, name string) error {
 func (f *fn) status() function.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st := function.Status{Desired: f.desired, Invoked: f.invocations.Load(), Phase: f.phase.String()}
+	total := f.c.total(f)
+	st := function.Status{Desired: f.desired, Invoked: total, Rate: f.c.rate(f.name, total, time.Now()), Phase: f.phase.String()}
 	if f.createErr != "" {
 		st.LastError = "create failed: " + f.createErr
 	}
@@ -107,7 +118,8 @@ func (f *fn) status() function.Status {
 			st.Ready++
 		}
 		rep := function.Replica{ID: r.id, State: r.state, Started: r.started, Restarts: r.restarts,
-			LastExit: r.lastExit, Message: r.message, Hash: r.hash}
+			LastExit: r.lastExit, Message: r.message, Hash: r.hash,
+			ReadyAfterSeconds: r.readyAfter.Seconds(), Adopted: !r.adoptedAt.IsZero()}
 		if r.ip.IsValid() {
 			rep.IP = r.ip.String()
 		}

@@ -45,7 +45,8 @@ type Stack struct {
 // Provider is the stack's provider section.
 type Provider struct {
 	Name string `yaml:"name"`
-	// Gateway is kept but unused: ember's CLI talks to its own daemon.
+	// Gateway is where the stack's functions are reached: ember deploy
+	// prints their URLs under it. The CLI talks to its own daemon.
 	Gateway string `yaml:"gateway"`
 }
 

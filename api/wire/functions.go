@@ -86,6 +86,9 @@ type FunctionStatus struct {
 	// fetching every replica. OpenFaaS clients ignore them.
 	Phase         string                 `json:"phase,omitempty"`
 	ReplicaStates map[function.State]int `json:"replicaStates,omitempty"`
+	// InvocationRate is ember's: requests per second over about the last
+	// minute, beside OpenFaaS's total.
+	InvocationRate float64 `json:"invocationRate,omitempty"`
 
 	// Instances is ember's addition, in describe only: each replica's
 	// state. OpenFaaS clients ignore it.
@@ -121,4 +124,29 @@ type ScaleServiceRequest struct {
 	// Min and Max are ember's: they set the function's replica bounds.
 	Min *uint64 `json:"min,omitempty"`
 	Max *uint64 `json:"max,omitempty"`
+}
+
+// ProgressType is the media type ember's CLI accepts from POST and PUT
+// /system/functions to follow a deploy: the answer is then 200 and a
+// stream of DeployEvent, one JSON object a line, ending with "ready" (or
+// "deployed" when not waiting) or "error". Without it the answer is
+// OpenFaaS's, a bare 202, as faas-cli expects.
+const ProgressType = "application/x-ndjson"
+
+// Deploy stages, in the order they come.
+const (
+	StagePull     = "pull"     // an image layer's bytes moved
+	StageDeployed = "deployed" // stored: the controller converges on it
+	StageReady    = "ready"    // a replica of the new spec is ready
+	StageError    = "error"    // the deploy failed; Code and Error say why
+)
+
+// DeployEvent is one line of a followed deploy.
+type DeployEvent struct {
+	Stage string                 `json:"stage"`
+	Pull  *function.PullProgress `json:"pull,omitempty"`
+	// Code is the HTTP status the error would have had, and Error its
+	// message, when Stage is "error".
+	Code  int    `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
 }

@@ -46,6 +46,15 @@ type SystemStatus struct {
 	StateDir      string           `json:"stateDir"`
 	Listen        string           `json:"listen"`
 	Socket        string           `json:"socket"`
+	// GatewayURL is where functions are reached from this host: the
+	// address the daemon serves on, 127.0.0.1 for a wildcard one.
+	GatewayURL string `json:"gatewayURL,omitempty"`
+	// BridgeGateway is the bridge's address on the host, which functions
+	// and services use to reach the host (its --listen included, when it
+	// is a wildcard).
+	BridgeGateway string `json:"bridgeGateway,omitempty"`
+	// Pprof is the profiler's address, absent when it is off.
+	Pprof string `json:"pprof,omitempty"`
 	// Functions counts functions by phase ("active", "paused", "zero").
 	Functions Counts `json:"functions"`
 	// Services counts services by their replica's state; absent when

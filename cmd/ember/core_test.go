@@ -142,6 +142,11 @@ func TestDeployFailures(t *testing.T) {
 				t.Errorf("deploy %s: stderr %q lacks %q", tc.name, stderr, w)
 			}
 		}
+		// Each restart wrote it again: the last run's output is said once.
+		if n := strings.Count(stderr, "crashing with 3"); tc.name == "crash" && n != 1 {
+			t.Errorf("deploy crash: stderr has the process's output %d times, want once:\n%s", n, stderr)
+		}
+		t.Logf("deploy %s: stderr:\n%s", tc.name, stderr)
 		d.mustEmber("remove", tc.name)
 	}
 

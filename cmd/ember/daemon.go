@@ -50,6 +50,7 @@ type daemonOptions struct {
 	Nameservers        []string
 	Auth               bool
 	HealthInterval     time.Duration
+	CountFlush         time.Duration
 	WakeTimeout        time.Duration
 	DrainTimeout       time.Duration
 	UpstreamTimeout    time.Duration
@@ -91,6 +92,7 @@ func newDaemonCmd() *cobra.Command {
 	f.StringSliceVar(&o.Nameservers, "nameserver", nil, "DNS server for functions (repeatable; default: the host's, without loopback stubs)")
 	f.BoolVar(&o.Auth, "auth", true, "require HTTP basic auth for /system/* on TCP")
 	f.DurationVar(&o.HealthInterval, "health-interval", 5*time.Second, "how often ready replicas' lock files are checked")
+	f.DurationVar(&o.CountFlush, "count-flush", 10*time.Second, "how often invocation counts are written to the state dir; a daemon killed outright loses at most this much of them")
 	f.DurationVar(&o.WakeTimeout, "wake-timeout", 30*time.Second, "how long a request waits for a ready replica")
 	f.IntVar(&o.MaxWaiting, "wake-queue", 1000, "how many requests one function may hold while it wakes; more get 429")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
@@ -207,12 +209,13 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	}
 	ctrl := scale.New(scale.Config{
 		HealthInterval: o.HealthInterval,
+		CountFlush:     o.CountFlush,
 		WakeTimeout:    o.WakeTimeout,
 		DrainTimeout:   o.DrainTimeout,
 		MaxWaiting:     o.MaxWaiting,
 		Secrets:        secrets,
 	}, scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st,
-		Health: rt, Hosts: rt, Place: rt},
+		Health: rt, Hosts: rt, Place: rt, Counts: st},
 		log.With("component", "scale"), reg)
 	if err := ctrl.Recover(ctx); err != nil {
 		return err
@@ -228,9 +231,18 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		return err
 	}
 	defer q.Close()
+	// Listening before the API is built lets status report the address
+	// really served (--listen with port 0 picks one).
+	tcpLn, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", o.Listen, err)
+	}
+	tcpLn = newLimitListener(tcpLn, o.Limits.MaxConnections)
+	defer tcpLn.Close()
 	a := api.New(api.Config{Version: version, Commit: commit, User: "admin", Password: password,
 		Status: api.StatusConfig{Started: started, Containerd: rt.Version, ContainerdSocket: o.ContainerdSocket,
-			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: o.Listen, Socket: o.Socket,
+			Namespace: o.Namespace, Bridge: o.Bridge, Subnet: o.Subnet, StateDir: o.StateDir, Listen: tcpLn.Addr().String(), Socket: o.Socket,
+			GatewayURL: localURL(tcpLn.Addr()), BridgeGateway: netw.Gateway().String(), Pprof: o.Pprof,
 			Cleanup:  func() wire.CleanupStatus { return wire.CleanupStatus(ctrl.Cleanup()) },
 			LogDrops: func() wire.LogDrops { return wire.LogDrops(rt.LogDrops()) }}},
 		api.Deps{Functions: ctrl, Images: rt, Secrets: secrets, SecretProjector: rt, Logs: rt, Namespaces: st, Proxy: px, Async: q, AsyncQueues: asyncQueues(q), Gatherer: reg,
@@ -245,11 +257,6 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 			}
 		}()
 	}
-	tcpLn, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", o.Listen, err)
-	}
-	tcpLn = newLimitListener(tcpLn, o.Limits.MaxConnections)
 	unixLn, err := listenUnix(o.Socket)
 	if err != nil {
 		tcpLn.Close()
@@ -304,6 +311,20 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		err = nil
 	}
 	return err
+}
+
+// localURL is the URL of the gateway at addr from this host: a wildcard
+// address is reached on loopback.
+func localURL(addr net.Addr) string {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String()
+	}
+	ip := ap.Addr().Unmap()
+	if ip.IsUnspecified() {
+		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	return "http://" + netip.AddrPortFrom(ip, ap.Port()).String()
 }
 
 // asyncQueues reports the queue in the API's types.
@@ -434,6 +455,7 @@ var (
 	_ scale.Usage     = (*runtime.Runtime)(nil)
 	_ scale.Sweeper   = (*runtime.Runtime)(nil)
 	_ scale.Store     = (*store.Store)(nil)
+	_ scale.Counts    = (*store.Store)(nil)
 	_ proxy.Backends  = (*scale.Controller)(nil)
 	_ queue.Specs     = (*scale.Controller)(nil)
 	_ queue.Invoker   = (*proxy.Proxy)(nil)

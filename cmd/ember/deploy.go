@@ -47,13 +47,13 @@ func newDeployCmd() *cobra.Command {
 				if err := checkStackFlags(cmd); err != nil {
 					return err
 				}
-				return runDeployStack(cmd.Context(), clientFor(cmd), o.File, o.Filter, o.Wait, o.Timeout, o.Gateway, o.Output, cmd.OutOrStdout())
+				return runDeployStack(cmd.Context(), clientFor(cmd), o.File, o.Filter, o.Wait, o.Timeout, o.Gateway, o.Output, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			if o.Image == "" {
 				return errors.New("--image is required (or give a stack file with -f)")
 			}
 			o.Name = args[0]
-			return runDeploy(cmd.Context(), clientFor(cmd), o, cmd.OutOrStdout())
+			return runDeploy(cmd.Context(), clientFor(cmd), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
@@ -69,12 +69,14 @@ func newDeployCmd() *cobra.Command {
 	f.StringVar(&o.CPU, "cpu-limit", "", "CPU limit, such as 500m")
 	f.BoolVar(&o.Wait, "wait", true, "wait until a replica is ready")
 	f.DurationVar(&o.Timeout, "timeout", 60*time.Second, "how long to wait for a ready replica")
-	f.StringVar(&o.Gateway, "gateway", "http://127.0.0.1:8080", "gateway URL printed for the function")
+	f.StringVar(&o.Gateway, "gateway", "", "gateway URL printed for the function (default: the stack's provider.gateway, else the address the daemon serves)")
 	addOutput(cmd, &o.Output)
 	return cmd
 }
 
-func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writer) error {
+// runDeploy deploys one function and prints its URL on w; progress (the
+// pull, the wait) goes to progress, unless the output is JSON.
+func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w, progress io.Writer) error {
 	if err := checkOutput(o.Output); err != nil {
 		return err
 	}
@@ -113,10 +115,10 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 	if ns := c.FunctionNamespace(); ns != "" && ns != function.DefaultNamespace {
 		ref += "." + ns
 	}
-	url := strings.TrimSuffix(o.Gateway, "/") + "/function/" + ref
-	if err := c.Deploy(ctx, d, wait); err != nil {
+	if err := deployShowing(ctx, c, d, wait, o.Output, progress); err != nil {
 		return err
 	}
+	url := strings.TrimSuffix(printedGateway(ctx, c, o.Gateway, ""), "/") + "/function/" + ref
 	if o.Output == "json" {
 		return printJSON(w, map[string]any{"name": o.Name, "url": url, "ready": o.Wait})
 	}
@@ -126,6 +128,40 @@ func runDeploy(ctx context.Context, c *client.Client, o deployOptions, w io.Writ
 		fmt.Fprintf(w, "Deployed %s.\nURL: %s\n", o.Name, url)
 	}
 	return nil
+}
+
+// deployShowing deploys d, showing its progress on w unless the output
+// is JSON, where nothing but the JSON is written.
+func deployShowing(ctx context.Context, c *client.Client, d wire.FunctionDeployment, wait time.Duration, output string, w io.Writer) error {
+	if output == "json" {
+		return c.Deploy(ctx, d, wait)
+	}
+	p := newDeployProgress(w, d.Service)
+	return c.DeployFollow(ctx, d, wait, func(ev wire.DeployEvent) {
+		p.event(ev)
+		if ev.Stage == wire.StageDeployed && wait > 0 {
+			p.waiting()
+		}
+	})
+}
+
+// fallbackGateway is printed when the daemon does not say where it serves.
+const fallbackGateway = "http://127.0.0.1:8080"
+
+// printedGateway is the base of the URL printed for a deployed function:
+// --gateway when given, then the stack file's provider.gateway (as
+// faas-cli prints), then the address the daemon says it serves.
+func printedGateway(ctx context.Context, c *client.Client, flag, stackGateway string) string {
+	switch {
+	case flag != "":
+		return flag
+	case stackGateway != "":
+		return stackGateway
+	}
+	if st, err := c.Status(ctx); err == nil && st.GatewayURL != "" {
+		return st.GatewayURL
+	}
+	return fallbackGateway
 }
 
 func newRemoveCmd() *cobra.Command {

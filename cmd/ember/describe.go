@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/emberfaas/ember/client"
+	"github.com/emberfaas/ember/function"
 )
 
 func newDescribeCmd() *cobra.Command {
@@ -43,7 +44,7 @@ func runDescribe(ctx context.Context, c *client.Client, name, out string, w io.W
 	fmt.Fprintf(tw, "Image:\t%s\n", f.Image)
 	fmt.Fprintf(tw, "Created:\t%s\n", f.CreatedAt.Local().Format(time.RFC3339))
 	fmt.Fprintf(tw, "Replicas:\t%d desired, %d ready\n", f.Replicas, f.AvailableReplicas)
-	fmt.Fprintf(tw, "Invocations:\t%.0f\n", f.InvocationCount)
+	fmt.Fprintf(tw, "Invocations:\t%.0f (%s over the last minute)\n", f.InvocationCount, formatRate(f.InvocationRate))
 	printMap(tw, "Environment", f.EnvVars)
 	if f.Labels != nil {
 		printMap(tw, "Labels", *f.Labels)
@@ -70,13 +71,14 @@ func runDescribe(ctx context.Context, c *client.Client, name, out string, w io.W
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "REPLICA\tIP\tSTATE\tSTARTED\tRESTARTS\tLAST EXIT")
+	fmt.Fprintln(tw, "REPLICA\tIP\tSTATE\tSTARTED\tREADY AFTER\tRESTARTS\tMEMORY\tCPU\tLAST EXIT")
 	for _, r := range f.Instances {
 		started := "-"
 		if !r.Started.IsZero() {
 			started = r.Started.Local().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.ID, dash(r.IP), r.State, started, r.Restarts, dash(r.LastExit))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, dash(r.IP), r.State, started, readyAfter(r),
+			r.Restarts, formatBytes(r.MemoryBytes), formatMillicores(r.CPU), dash(r.LastExit))
 	}
 	tw.Flush()
 	if f.LastError != "" {
@@ -88,6 +90,57 @@ func runDescribe(ctx context.Context, c *client.Client, name, out string, w io.W
 		}
 	}
 	return nil
+}
+
+// readyAfter is how long a replica took to be ready: "850ms", "2.4s";
+// "adopted" for one found running by this daemon, whose start-up was an
+// earlier daemon's.
+func readyAfter(r function.Replica) string {
+	switch {
+	case r.Adopted:
+		return "adopted"
+	case r.ReadyAfterSeconds <= 0:
+		return "-"
+	}
+	d := time.Duration(r.ReadyAfterSeconds * float64(time.Second))
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// formatBytes renders memory in binary units: "18.4 MiB".
+func formatBytes(b float64) string {
+	if b <= 0 {
+		return "-"
+	}
+	return byteSize(b)
+}
+
+// byteSize renders a size in binary units: "0 B", "512 B", "1.5 KiB".
+func byteSize(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", b)
+	}
+	return fmt.Sprintf("%.1f %s", b, units[i])
+}
+
+// formatMillicores renders CPU as Kubernetes does: "250m" is a quarter
+// of a core.
+func formatMillicores(m float64) string {
+	if m <= 0 {
+		return "0m"
+	}
+	if m < 1 {
+		return "<1m"
+	}
+	return fmt.Sprintf("%.0fm", m)
 }
 
 func dash(s string) string {

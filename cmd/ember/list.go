@@ -39,11 +39,23 @@ func runList(ctx context.Context, fetch func(context.Context) ([]wire.FunctionSt
 		return printJSON(w, fns)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIMAGE\tSTATE\tINVOCATIONS\tREPLICAS\tREADY")
+	fmt.Fprintln(tw, "NAME\tIMAGE\tSTATE\tINVOCATIONS\tRATE\tREPLICAS\tREADY")
 	for _, f := range fns {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%d\t%d\n", f.Name, f.Image, listState(f), f.InvocationCount, f.Replicas, f.AvailableReplicas)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%d\t%d\n", f.Name, f.Image, listState(f), f.InvocationCount, formatRate(f.InvocationRate), f.Replicas, f.AvailableReplicas)
 	}
 	return tw.Flush()
+}
+
+// formatRate renders requests per second over the last minute: "0",
+// "0.4/s", "12/s". A tenth is the finest that a minute's window says.
+func formatRate(r float64) string {
+	switch {
+	case r < 0.05:
+		return "0"
+	case r < 10:
+		return fmt.Sprintf("%.1f/s", r)
+	}
+	return fmt.Sprintf("%.0f/s", r)
 }
 
 // States that list shows for a function.

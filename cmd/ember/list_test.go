@@ -44,7 +44,7 @@ func TestListState(t *testing.T) {
 
 func sampleList() []wire.FunctionStatus {
 	return []wire.FunctionStatus{
-		{Name: "echo", Image: "ghcr.io/acme/echo:1", InvocationCount: 12, Replicas: 2, AvailableReplicas: 2,
+		{Name: "echo", Image: "ghcr.io/acme/echo:1", InvocationCount: 12, InvocationRate: 0.2, Replicas: 2, AvailableReplicas: 2,
 			Phase: "active", ReplicaStates: map[function.State]int{"ready": 2}},
 		{Name: "idle", Image: "idle:1", InvocationCount: 3, Phase: "zero", ReplicaStates: map[function.State]int{"zero": 1}},
 		{Name: "crash", Image: "crash:1", Replicas: 1, Phase: "active", ReplicaStates: map[function.State]int{"exited": 1}},
@@ -58,10 +58,10 @@ func TestListTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "" +
-		"NAME   IMAGE                STATE     INVOCATIONS  REPLICAS  READY\n" +
-		"echo   ghcr.io/acme/echo:1  ready     12           2         2\n" +
-		"idle   idle:1               zero      3            0         0\n" +
-		"crash  crash:1              degraded  0            1         0\n"
+		"NAME   IMAGE                STATE     INVOCATIONS  RATE   REPLICAS  READY\n" +
+		"echo   ghcr.io/acme/echo:1  ready     12           0.2/s  2         2\n" +
+		"idle   idle:1               zero      3            0      0         0\n" +
+		"crash  crash:1              degraded  0            0      1         0\n"
 	if diff := cmp.Diff(want, buf.String()); diff != "" {
 		t.Errorf("list (-want +got):\n%s", diff)
 	}
@@ -109,5 +109,16 @@ func TestListJSON(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]any{"zero": 1.0}, got[1]["replicaStates"]); diff != "" {
 		t.Errorf("replicaStates of idle (-want +got):\n%s", diff)
+	}
+}
+
+func TestFormatRate(t *testing.T) {
+	for _, tc := range []struct {
+		r    float64
+		want string
+	}{{0, "0"}, {0.04, "0"}, {0.05, "0.1/s"}, {2.34, "2.3/s"}, {9.94, "9.9/s"}, {12.6, "13/s"}} {
+		if got := formatRate(tc.r); got != tc.want {
+			t.Errorf("formatRate(%v) = %q, want %q", tc.r, got, tc.want)
+		}
 	}
 }

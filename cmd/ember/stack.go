@@ -56,7 +56,7 @@ type stackResult struct {
 // runDeployStack deploys the functions of file that filter selects, in
 // the file's order. Every selected function is checked before the first is
 // sent; on the first failed deploy it stops and names the function.
-func runDeployStack(ctx context.Context, c *client.Client, file, filter string, wait bool, timeout time.Duration, gateway, output string, w io.Writer) error {
+func runDeployStack(ctx context.Context, c *client.Client, file, filter string, wait bool, timeout time.Duration, gateway, output string, w, progress io.Writer) error {
 	if err := checkOutput(output); err != nil {
 		return err
 	}
@@ -75,12 +75,13 @@ func runDeployStack(ctx context.Context, c *client.Client, file, filter string, 
 	if len(deps) == 0 {
 		return fmt.Errorf("%s: no functions to deploy", file)
 	}
+	gateway = printedGateway(ctx, c, gateway, st.Provider.Gateway)
 	results := make([]stackResult, 0, len(deps))
 	for i, d := range deps {
 		if ns := c.FunctionNamespace(); ns != "" {
 			d.Function.Namespace = ns // -n overrides namespace:, as in faas-cli
 		}
-		if err := c.Deploy(ctx, d.Function, waitDur); err != nil {
+		if err := deployShowing(ctx, c, d.Function, waitDur, output, progress); err != nil {
 			return fmt.Errorf("deploy %s: %w%s", d.Name, err, notAttempted(deps[i+1:]))
 		}
 		ref := d.Name

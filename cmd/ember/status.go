@@ -49,8 +49,19 @@ func runStatus(ctx context.Context, fetch func(context.Context) (wire.SystemStat
 		ctr = "not answering: " + st.Containerd.Error
 	}
 	fmt.Fprintf(tw, "Containerd:\t%s (%s, namespace %s)\n", ctr, st.Containerd.Socket, st.Containerd.Namespace)
-	fmt.Fprintf(tw, "Network:\tbridge %s, subnet %s\n", st.Bridge, st.Subnet)
-	fmt.Fprintf(tw, "Listening:\t%s, socket %s\n", st.Listen, st.Socket)
+	if st.BridgeGateway != "" {
+		fmt.Fprintf(tw, "Network:\tbridge %s, subnet %s, host %s (functions and services reach the host there)\n", st.Bridge, st.Subnet, st.BridgeGateway)
+	} else {
+		fmt.Fprintf(tw, "Network:\tbridge %s, subnet %s\n", st.Bridge, st.Subnet)
+	}
+	listening := fmt.Sprintf("%s (gateway and API), socket %s (API)", st.Listen, st.Socket)
+	if st.Pprof != "" {
+		listening += ", pprof " + st.Pprof
+	}
+	fmt.Fprintf(tw, "Listening:\t%s\n", listening)
+	if st.GatewayURL != "" {
+		fmt.Fprintf(tw, "Gateway:\t%s/function/NAME\n", st.GatewayURL)
+	}
 	fmt.Fprintf(tw, "State dir:\t%s\n", st.StateDir)
 	fmt.Fprintf(tw, "Functions:\t%s\n", formatCounts(st.Functions))
 	if st.Services != nil {

@@ -26,6 +26,7 @@ func sampleStatus() wire.SystemStatus {
 		Containerd:    wire.ContainerdStatus{Socket: "/run/containerd/containerd.sock", Namespace: "ember", Version: "1.6.20"},
 		Bridge:        "ember0", Subnet: "10.63.0.0/16", StateDir: "/var/lib/ember",
 		Listen: "0.0.0.0:8080", Socket: "/run/ember/ember.sock",
+		GatewayURL: "http://127.0.0.1:8080", BridgeGateway: "10.63.0.1",
 		Functions: wire.Counts{Total: 3, ByState: map[string]int{"zero": 1, "active": 2}},
 		Replicas:  wire.Counts{Total: 4, ByState: map[string]int{"starting": 1, "zero": 1, "ready": 2}},
 	}
@@ -42,8 +43,9 @@ func TestStatusTable(t *testing.T) {
 	for _, want := range []string{
 		"Daemon:      v1.2.0 (abc1234), up 1h2m3s since ",
 		"Containerd:  1.6.20 (/run/containerd/containerd.sock, namespace ember)\n",
-		"Network:     bridge ember0, subnet 10.63.0.0/16\n",
-		"Listening:   0.0.0.0:8080, socket /run/ember/ember.sock\n",
+		"Network:     bridge ember0, subnet 10.63.0.0/16, host 10.63.0.1 (functions and services reach the host there)\n",
+		"Listening:   0.0.0.0:8080 (gateway and API), socket /run/ember/ember.sock (API)\n",
+		"Gateway:     http://127.0.0.1:8080/function/NAME\n",
 		"State dir:   /var/lib/ember\n",
 		"Functions:   3 (2 active, 1 zero)\n",
 		"Replicas:    4 (2 ready, 1 starting, 1 zero)\n",

@@ -7,7 +7,9 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -21,6 +23,8 @@ type Registry struct {
 	Addr string
 
 	handler http.Handler
+	// throttle is the blob download rate in bytes per second; 0: none.
+	throttle atomic.Int64
 
 	mu     sync.Mutex // guards below
 	srv    *http.Server
@@ -49,13 +53,48 @@ func (r *Registry) Ref(repo string) string {
 }
 
 func (r *Registry) serve(ln net.Listener) {
-	srv := &http.Server{Handler: r.handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: http.HandlerFunc(r.serveHTTP), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan struct{})
 	r.srv, r.served = srv, served
 	go func() {
 		defer close(served)
 		_ = srv.Serve(ln) // returns ErrServerClosed on Close
 	}()
+}
+
+// SetThrottle limits blob downloads to bytesPerSec, each on its own (0:
+// no limit), as a slow uplink does, so that a test can watch a pull go.
+// It applies to downloads that start after it.
+func (r *Registry) SetThrottle(bytesPerSec int64) { r.throttle.Store(bytesPerSec) }
+
+func (r *Registry) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	if rate := r.throttle.Load(); rate > 0 && req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/") {
+		w = &slowWriter{ResponseWriter: w, rate: rate}
+	}
+	r.handler.ServeHTTP(w, req)
+}
+
+// slowWriter writes in chunks of a tenth of a second's worth at its rate.
+type slowWriter struct {
+	http.ResponseWriter
+	rate int64
+}
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	chunk := max(int(s.rate/10), 1)
+	n := 0
+	for len(p) > 0 {
+		c := min(chunk, len(p))
+		m, err := s.ResponseWriter.Write(p[:c])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		http.NewResponseController(s.ResponseWriter).Flush()
+		time.Sleep(time.Duration(int64(c) * int64(time.Second) / s.rate))
+		p = p[c:]
+	}
+	return n, nil
 }
 
 // SetDown simulates an outage: true closes the listener and every open
