@@ -47,6 +47,9 @@ func newEnv(t *testing.T, cfg scale.Config, specs ...function.Spec) *env {
 	})
 	st := newFakeStore(specs...)
 	cfg.MemoryLow = func() bool { return false } // not the host's
+	if cfg.CPUSaturated == nil {
+		cfg.CPUSaturated = func() bool { return false } // nor is this
+	}
 	return &env{t: t, rt: rt, st: st, cfg: cfg, c: scale.New(cfg, rt.deps(st), log, nil)}
 }
 

@@ -75,6 +75,10 @@ type fakeRuntime struct {
 	// controller last published.
 	healthy bool
 	hosts   map[string]netip.Addr
+	// cpuTotal, when set, is the millicores Usage reports for all known
+	// cgroups together, split evenly: a load that more replicas share.
+	// Unset, each reports 100.
+	cpuTotal float64
 }
 
 // fakeCall is one call the controller made to the runtime.
@@ -380,14 +384,25 @@ func (rt *fakeRuntime) LogTail(fn, id string, n int) []string {
 	return slices.Clone(rt.logTail)
 }
 
-// Usage reports 100 millicores and 10 MiB per known cgroup.
+// Usage reports 100 millicores (or a share of setCPU's total) and 10 MiB
+// per known cgroup.
 func (rt *fakeRuntime) Usage(cgroups []string) function.Usage {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	var u function.Usage
+	known := 0
 	for _, cg := range cgroups {
 		if rt.byCgroup(cg) != nil {
-			u.CPU += 100
+			known++
+		}
+	}
+	cpu := 100.0
+	if rt.cpuTotal > 0 && known > 0 {
+		cpu = rt.cpuTotal / float64(known)
+	}
+	for _, cg := range cgroups {
+		if rt.byCgroup(cg) != nil {
+			u.CPU += cpu
 			u.MemoryBytes += 10 << 20
 		}
 	}
@@ -750,4 +765,11 @@ func (rt *fakeRuntime) serviceHosts() map[string]netip.Addr {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	return maps.Clone(rt.hosts)
+}
+
+// setCPU sets the millicores Usage reports for all replicas together.
+func (rt *fakeRuntime) setCPU(total float64) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.cpuTotal = total
 }

@@ -21,7 +21,8 @@ type Config struct {
 	// succeeds (they are always kept when it fails).
 	KeepLogs bool
 	// Only, if set, is a comma-separated list of the scenarios to run
-	// (gateway, wake, deploy, autoscale, density, async); a partial run skips the
+	// (gateway, wake, deploy, autoscale, autoscale-fixed, density, async);
+	// a partial run skips the
 	// checks that every scenario produced numbers.
 	Only string
 }
@@ -34,7 +35,12 @@ type sizes struct {
 	wakes         int // per kind
 	deploys       int // per kind
 	autoSteps     int
-	density       int // functions
+	// The autoscaled-versus-fixed comparison: per load shape, slices of
+	// load on the autoscaled function, each followed by one on a fixed
+	// count.
+	fixedSlices           int
+	autoSlice, fixedSlice time.Duration
+	density               int // functions
 	// settle is the time from the last deploy to the rest window. In full
 	// mode it lets the autoscaler's watch after a deploy end (3s load
 	// window + 60s down window) and the first periodic exec probes come
@@ -50,12 +56,14 @@ var (
 	full = sizes{
 		gatewayRounds: 5, round: time.Second, warmup: time.Second,
 		wakes: 20, deploys: 10, autoSteps: 3,
+		fixedSlices: 12, autoSlice: 2 * time.Second, fixedSlice: time.Second,
 		density: 50, settle: 65 * time.Second, rest: 60 * time.Second,
 		recovery: 20, asyncCalls: 2000,
 	}
 	short = sizes{
 		gatewayRounds: 2, round: 200 * time.Millisecond, warmup: 200 * time.Millisecond,
 		wakes: 3, deploys: 2, autoSteps: 1,
+		fixedSlices: 3, autoSlice: 200 * time.Millisecond, fixedSlice: 100 * time.Millisecond,
 		density: 5, settle: time.Second, rest: 3 * time.Second,
 		recovery: 3, asyncCalls: 50,
 	}
@@ -117,6 +125,7 @@ func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 		{"wake", b.runWake},
 		{"deploy", b.runDeploy},
 		{"autoscale", b.runAutoscale},
+		{"autoscale-fixed", b.runFixed},
 		{"density and recovery", b.runDensity},
 		{"async", b.runAsync},
 	}
@@ -176,6 +185,9 @@ func (r *Report) rows() []Row {
 	if r.Autoscale != nil {
 		rows = append(rows, r.Autoscale.rows()...)
 	}
+	if r.Fixed != nil {
+		rows = append(rows, r.Fixed.rows()...)
+	}
 	if r.Density != nil {
 		rows = append(rows, r.Density.rows()...)
 	}
@@ -201,6 +213,7 @@ func (r *Report) check() []string {
 	missing("wake", r.Wake != nil && r.Wake.Paused.N > 0 && r.Wake.Zero.N > 0 && r.Wake.Warm.N > 0)
 	missing("deploy", r.Deploy != nil && r.Deploy.Present.N > 0 && r.Deploy.Pulled.N > 0)
 	missing("autoscale", r.Autoscale != nil && r.Autoscale.AllReady.N > 0)
+	missing("autoscale-fixed", r.Fixed != nil && r.Fixed.ok())
 	missing("density", r.Density != nil && r.Density.Functions > 0 && r.Density.Shims > 0)
 	missing("recovery", r.Recovery != nil && r.Recovery.AllServingMs > 0)
 	missing("async", r.Async != nil && r.Async.Callback.N > 0 && r.Async.Sync.N > 0)
@@ -215,6 +228,9 @@ func (r *Report) check() []string {
 	}
 	if r.Autoscale != nil && r.Autoscale.Failed > 0 {
 		p = append(p, fmt.Sprintf("autoscale: %d requests failed during the step: %v", r.Autoscale.Failed, r.Autoscale.Errors))
+	}
+	if r.Fixed != nil && r.Fixed.Failed > 0 {
+		p = append(p, fmt.Sprintf("autoscale-fixed: %d requests failed: %v", r.Fixed.Failed, r.Fixed.Errors))
 	}
 	if r.Recovery != nil && r.Recovery.ReplicasAfter != r.Recovery.Functions {
 		p = append(p, fmt.Sprintf("recovery: %d replicas after the restart, want %d (one per function)", r.Recovery.ReplicasAfter, r.Recovery.Functions))
