@@ -29,9 +29,25 @@ type autoState struct {
 	// it is not), since when at or below it, and the last firing (zero
 	// once resolved).
 	overSince, underSince, firedAt time.Time
-	// braked is set while the CPU brake holds the function back, so the
-	// hold is logged once.
+	// braked is set while a hold keeps the function back, so the hold is
+	// logged once.
 	braked bool
+	// changed is when the autoscaler last changed the count.
+	changed time.Time
+	probe   probe
+}
+
+// probe is a trial of one replica more for a held function: kept if the
+// function then serves more requests, undone if not. Whether a replica
+// adds capacity on a busy host depends on more than the autoscaler sees
+// (CPU shares against other work, a handler's own limits), so it asks
+// the load itself.
+type probe struct {
+	from  int       // the count before the trial; 0 while none runs
+	base  float64   // requests per second at from
+	ready time.Time // when the extra replica was ready, zero until
+	next  time.Time // no trial before this
+	load  float64   // mean in flight at the trial; a load twice that is tried anew
 }
 
 type sample struct {
@@ -56,6 +72,14 @@ const (
 	// alert to resolve: Prometheus's rate over 10s has to fall and
 	// AlertManager to send the resolution, 10-20s in CE.
 	ceResolve = 10 * time.Second
+)
+
+// A probe is judged over a full load window with the extra replica ready,
+// and kept if the rate rose by probeGain: less is within the noise of a
+// busy host. An undone probe is not tried again for probeBackoff.
+const (
+	probeGain    = 1.10
+	probeBackoff = time.Minute
 )
 
 // idleReplica is the mean number of requests in flight per ready replica
@@ -165,6 +189,7 @@ func (c *Controller) autoStep(ctx context.Context, f *fn, now time.Time, memLow 
 	} else {
 		st.samples, st.recs = st.samples[:0], st.recs[:0]
 		st.overSince, st.underSince, st.firedAt = time.Time{}, time.Time{}, time.Time{}
+		st.probe, st.braked = probe{}, false
 	}
 
 	var next time.Time
@@ -237,23 +262,77 @@ func (c *Controller) recommend(f *fn, spec function.Spec, now time.Time, count u
 		}
 		want = c.proRule(st, spec, now, per, minR, maxR, desired)
 	}
+	n := c.decide(f, st, typ, now, want, desired, maxR, rate, meanLoad)
+	if n != desired {
+		st.changed = now
+	}
+	return n
+}
+
+// decide applies the holds and probes to the rule's wish.
+func (c *Controller) decide(f *fn, st *autoState, typ string, now time.Time, want, desired, maxR int, rate, meanLoad float64) int {
+	ready := len(*f.eps.Load())
+	p := &st.probe
+	if p.from > 0 {
+		if want <= p.from {
+			// The load no longer asks for more: the rule takes over.
+			p.from = 0
+		} else {
+			if p.ready.IsZero() {
+				if ready > p.from {
+					p.ready = now
+				}
+				return desired
+			}
+			if now.Sub(p.ready) < c.cfg.LoadWindow {
+				return desired
+			}
+			from := p.from
+			p.from = 0
+			if rate >= p.base*probeGain {
+				c.log.Info("autoscale probe kept", "fn", f.name, "replicas", desired, "rps", math.Round(rate), "before", math.Round(p.base))
+				p.next = now
+				if typ == function.ScaleCE {
+					st.firedAt = now
+				}
+				return desired
+			}
+			c.log.Info("autoscale probe undone", "fn", f.name, "replicas", from, "rps", math.Round(rate), "before", math.Round(p.base))
+			p.next = now.Add(probeBackoff)
+			return from
+		}
+	}
 	if want <= desired {
 		st.braked = false
 		return want
 	}
-	ready := max(1, len(*f.eps.Load()))
-	if why := holdReason(st, typ, meanLoad/float64(ready), c.cpuSaturated); why != "" {
-		if !st.braked {
-			c.log.Info("autoscale held", "fn", f.name, "replicas", desired, "wanted", want, "why", why)
-			st.braked = true
+	perReplica := meanLoad / float64(max(1, ready))
+	why := holdReason(st, typ, perReplica, c.cpuSaturated)
+	if why == "" {
+		st.braked = false
+		if typ == function.ScaleCE {
+			st.firedAt = now
 		}
-		return desired
+		return want
 	}
-	st.braked = false
-	if typ == function.ScaleCE {
-		st.firedAt = now
+	if !st.braked {
+		c.log.Info("autoscale held", "fn", f.name, "replicas", desired, "wanted", want, "why", why)
+		st.braked = true
 	}
-	return want
+	// Try one more if the replicas are busy and the last window was all
+	// at this count, so its rate is the one to beat. A load twice that of
+	// the last trial need not wait out its backoff: it is another load.
+	if now.Before(p.next) && meanLoad >= 2*p.load {
+		p.next = now
+	}
+	full := len(st.samples) > 0 && now.Sub(st.samples[0].at) >= c.cfg.LoadWindow-c.cfg.AutoscaleInterval
+	if perReplica >= idleReplica && full && ready == desired && now.Sub(st.changed) >= c.cfg.LoadWindow &&
+		!now.Before(p.next) && desired < maxR {
+		*p = probe{from: desired, base: rate, load: meanLoad}
+		c.log.Info("autoscale probe", "fn", f.name, "replicas", desired+1, "rps", math.Round(rate))
+		return desired + 1
+	}
+	return desired
 }
 
 // holdReason says why a function whose rule wants more replicas should

@@ -56,7 +56,7 @@ var (
 	full = sizes{
 		gatewayRounds: 5, round: time.Second, warmup: time.Second,
 		wakes: 20, deploys: 10, autoSteps: 3,
-		fixedSlices: 12, autoSlice: 2 * time.Second, fixedSlice: time.Second,
+		fixedSlices: 20, autoSlice: 1500 * time.Millisecond, fixedSlice: 1500 * time.Millisecond,
 		density: 50, settle: 65 * time.Second, rest: 60 * time.Second,
 		recovery: 20, asyncCalls: 2000,
 	}

@@ -130,8 +130,10 @@ func (b *bench) runFixed(ctx context.Context, rep *Report) error {
 		}()
 		// Slices of load on the autoscaled function, from one idle
 		// replica, with a slice on a fixed count between each two: drift
-		// on the host falls on all alike. A gap is shorter than the load
-		// window (3s), so the autoscaler sees the load go on.
+		// on the host falls on all alike. A slice and a gap make the
+		// autoscaler's load window (3s), so every window it looks at
+		// holds the same share of load, and the load goes on as far as
+		// its rules and probes can tell.
 		autoOK, autoT := 0, time.Duration(0)
 		fixedOK, fixedT := map[int]int{}, map[int]time.Duration{}
 		for i := range b.sz.fixedSlices {
