@@ -76,10 +76,14 @@ const (
 
 // A probe is judged over a full load window with the extra replica ready,
 // and kept if the rate rose by probeGain: less is within the noise of a
-// busy host. An undone probe is not tried again for probeBackoff.
+// busy host. The rate, not the time a request spends in the gateway: on
+// a saturated host a replica more can shorten that time while the
+// callers, on the same CPUs, get fewer answers. An undone probe is not
+// tried again for probeBackoff.
 const (
-	probeGain    = 1.10
+	probeGain    = 1.25
 	probeBackoff = time.Minute
+	probeStart   = 30 * time.Second // for the extra replica to be ready
 )
 
 // idleReplica is the mean number of requests in flight per ready replica
@@ -281,6 +285,11 @@ func (c *Controller) decide(f *fn, st *autoState, typ string, now time.Time, wan
 			if p.ready.IsZero() {
 				if ready > p.from {
 					p.ready = now
+				} else if now.Sub(st.changed) > probeStart {
+					// The replica did not come: no trial.
+					from := p.from
+					p.from, p.next = 0, now.Add(probeBackoff)
+					return from
 				}
 				return desired
 			}
@@ -319,15 +328,17 @@ func (c *Controller) decide(f *fn, st *autoState, typ string, now time.Time, wan
 		c.log.Info("autoscale held", "fn", f.name, "replicas", desired, "wanted", want, "why", why)
 		st.braked = true
 	}
-	// Try one more if the replicas are busy and the last window was all
-	// at this count, so its rate is the one to beat. A load twice that of
-	// the last trial need not wait out its backoff: it is another load.
+	// Try one more if requests wait for the replicas (one or more in
+	// flight each: with fewer, no request waits that a replica more could
+	// take) and the last window was all at this count, so its rate is the
+	// one to beat. A load twice that of the last trial need not wait
+	// out its backoff: it is another load.
 	if now.Before(p.next) && meanLoad >= 2*p.load {
 		p.next = now
 	}
 	full := len(st.samples) > 0 && now.Sub(st.samples[0].at) >= c.cfg.LoadWindow-c.cfg.AutoscaleInterval
-	if perReplica >= idleReplica && full && ready == desired && now.Sub(st.changed) >= c.cfg.LoadWindow &&
-		!now.Before(p.next) && desired < maxR {
+	if perReplica >= 1 && full && ready == desired && now.Sub(st.changed) >= c.cfg.LoadWindow &&
+		!now.Before(p.next) && desired < maxR && rate > 0 {
 		*p = probe{from: desired, base: rate, load: meanLoad}
 		c.log.Info("autoscale probe", "fn", f.name, "replicas", desired+1, "rps", math.Round(rate))
 		return desired + 1

@@ -35,12 +35,11 @@ type sizes struct {
 	wakes         int // per kind
 	deploys       int // per kind
 	autoSteps     int
-	// The autoscaled-versus-fixed comparison: per load shape, slices of
-	// load on the autoscaled function, each followed by one on a fixed
-	// count.
-	fixedSlices           int
-	autoSlice, fixedSlice time.Duration
-	density               int // functions
+	// The autoscaled-versus-fixed comparison: rounds per load shape, each
+	// a run on the autoscaled function and one on each fixed count.
+	fixedRounds       int
+	autoRun, fixedRun time.Duration
+	density           int // functions
 	// settle is the time from the last deploy to the rest window. In full
 	// mode it lets the autoscaler's watch after a deploy end (3s load
 	// window + 60s down window) and the first periodic exec probes come
@@ -56,14 +55,14 @@ var (
 	full = sizes{
 		gatewayRounds: 5, round: time.Second, warmup: time.Second,
 		wakes: 20, deploys: 10, autoSteps: 3,
-		fixedSlices: 20, autoSlice: 1500 * time.Millisecond, fixedSlice: 1500 * time.Millisecond,
+		fixedRounds: 2, autoRun: 20 * time.Second, fixedRun: 5 * time.Second,
 		density: 50, settle: 65 * time.Second, rest: 60 * time.Second,
 		recovery: 20, asyncCalls: 2000,
 	}
 	short = sizes{
 		gatewayRounds: 2, round: 200 * time.Millisecond, warmup: 200 * time.Millisecond,
 		wakes: 3, deploys: 2, autoSteps: 1,
-		fixedSlices: 3, autoSlice: 200 * time.Millisecond, fixedSlice: 100 * time.Millisecond,
+		fixedRounds: 1, autoRun: 500 * time.Millisecond, fixedRun: 200 * time.Millisecond,
 		density: 5, settle: time.Second, rest: 3 * time.Second,
 		recovery: 3, asyncCalls: 50,
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,11 +18,11 @@ import (
 // to a fixed replica count, measured side by side on one daemon: the
 // autoscaler must never make a function slower than a good fixed count.
 type FixedResult struct {
-	// Slices per shape: a slice of AutoS on the autoscaled function, then
-	// one of FixedS on a fixed count, the counts in turn.
-	Slices int          `json:"slices"`
-	AutoS  float64      `json:"auto_slice_s"`
-	FixedS float64      `json:"fixed_slice_s"`
+	// Rounds per shape: a run of AutoS on the autoscaled function, from
+	// one idle replica, and one of FixedS on each fixed count.
+	Rounds int          `json:"rounds"`
+	AutoS  float64      `json:"auto_s"`
+	FixedS float64      `json:"fixed_s"`
 	Counts []int        `json:"fixed_counts"`
 	Shapes []ShapeFixed `json:"shapes"`
 	Failed int          `json:"failed"`
@@ -87,7 +88,7 @@ func (b *bench) runFixed(ctx context.Context, rep *Report) error {
 			return err
 		}
 	}
-	res := &FixedResult{Slices: b.sz.fixedSlices, AutoS: b.sz.autoSlice.Seconds(), FixedS: b.sz.fixedSlice.Seconds(), Counts: fixedCounts}
+	res := &FixedResult{Rounds: b.sz.fixedRounds, AutoS: b.sz.autoRun.Seconds(), FixedS: b.sz.fixedRun.Seconds(), Counts: fixedCounts}
 	rep.Fixed = res
 	clients := map[string]*http.Client{}
 	for _, name := range []string{"auto", "fixed1", "fixed2", "fixed4"} {
@@ -128,22 +129,39 @@ func (b *bench) runFixed(ctx context.Context, rep *Report) error {
 				}
 			}
 		}()
-		// Slices of load on the autoscaled function, from one idle
-		// replica, with a slice on a fixed count between each two: drift
-		// on the host falls on all alike. A slice and a gap make the
-		// autoscaler's load window (3s), so every window it looks at
-		// holds the same share of load, and the load goes on as far as
-		// its rules and probes can tell.
+		// Rounds of a continuous run on the autoscaled function, from one
+		// idle replica (its probes judge a replica by the rate the load
+		// keeps up, so the load must not pause), and a run on each fixed
+		// count; the autoscaled run first in even rounds and last in odd
+		// ones, so drift on the host falls on both alike.
 		autoOK, autoT := 0, time.Duration(0)
 		fixedOK, fixedT := map[int]int{}, map[int]time.Duration{}
-		for i := range b.sz.fixedSlices {
-			r := run("auto", sh.path, sh.conc, b.sz.autoSlice)
+		fixed := func(round int) {
+			order := slices.Clone(fixedCounts)
+			if round%2 == 1 {
+				slices.Reverse(order)
+			}
+			for _, n := range order {
+				r := run("fixed"+strconv.Itoa(n), sh.path, sh.conc, b.sz.fixedRun)
+				fixedOK[n] += r.OK
+				fixedT[n] += r.Elapsed
+			}
+		}
+		for round := range b.sz.fixedRounds {
+			if round%2 == 1 {
+				fixed(round)
+			}
+			if _, err := d.waitFor(ctx, "auto", 2*time.Minute, 100*time.Millisecond, "idle at one ready replica",
+				onlyState(1, function.StateReady)); err != nil {
+				stop()
+				return err
+			}
+			r := run("auto", sh.path, sh.conc, b.sz.autoRun)
 			autoOK += r.OK
 			autoT += r.Elapsed
-			n := fixedCounts[i%len(fixedCounts)]
-			r = run("fixed"+strconv.Itoa(n), sh.path, sh.conc, b.sz.fixedSlice)
-			fixedOK[n] += r.OK
-			fixedT[n] += r.Elapsed
+			if round%2 == 0 {
+				fixed(round)
+			}
 			if ctx.Err() != nil {
 				stop()
 				return ctx.Err()
@@ -178,7 +196,7 @@ func (r *FixedResult) rows() []Row {
 				sh.Shape, sh.Concurrency, sh.MostDesired, n, strings.Join(all, ", ")),
 			fmtRate(sh.AutoRPS), fmtRate(best), fmtRatio(sh.AutoRPS, best)})
 	}
-	rows = append(rows, Row{s, fmt.Sprintf("failed requests, autoscaled vs fixed (per shape %d slices of %gs autoscaled from one idle replica, each followed by %gs on a fixed count)", r.Slices, r.AutoS, r.FixedS),
+	rows = append(rows, Row{s, fmt.Sprintf("failed requests, autoscaled vs fixed (per shape %d rounds of %gs autoscaled from one idle replica and %gs on each fixed count)", r.Rounds, r.AutoS, r.FixedS),
 		strconv.Itoa(r.Failed), "", ""})
 	return rows
 }
