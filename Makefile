@@ -7,7 +7,9 @@
 #   make release   static binaries for linux/amd64, arm64 and arm (v7) in dist/
 #   make bench     benchmarks on a private containerd (root): one Markdown
 #                  table; BENCH_OUT=FILE also writes JSON, BENCH_SHORT=1 runs
-#                  tiny counts with no timing assertions (as `make test` does)
+#                  tiny counts with no timing assertions (as `make test` does),
+#                  BENCH_ONLY=autoscale,autoscale-fixed runs only those scenarios,
+#                  BENCH_PROFILE=DIR saves the daemons' profiles there
 #   make examples  examples/hello.tar, the example function's image for
 #                  `ember import` (built from source: no Docker, no registry)
 
@@ -57,7 +59,9 @@ test: deps unit bench-short integration
 
 BENCH_OUT ?=
 BENCH_SHORT ?=
-BENCH_FLAGS = $(if $(filter-out 0 false,$(BENCH_SHORT)),-short) $(if $(BENCH_OUT),-out '$(BENCH_OUT)')
+BENCH_ONLY ?=
+BENCH_PROFILE ?=
+BENCH_FLAGS = $(if $(filter-out 0 false,$(BENCH_SHORT)),-short) $(if $(BENCH_OUT),-out '$(BENCH_OUT)') $(if $(BENCH_ONLY),-only '$(BENCH_ONLY)') $(if $(BENCH_PROFILE),-profile '$(BENCH_PROFILE)')
 
 bench: deps
 	$(GO) build -o bin/ember-bench ./internal/bench/cmd/bench

@@ -50,6 +50,12 @@ func TestDeployRefusesInvalidInput(t *testing.T) {
 		{"bad label", "PUT", "/system/functions", dep(func(d *wire.FunctionDeployment) {
 			d.Labels = &map[string]string{function.LabelScaleMin: "many"}
 		}), http.StatusBadRequest, function.LabelScaleMin},
+		{"bad scale type", "POST", "/system/functions", dep(func(d *wire.FunctionDeployment) {
+			d.Labels = &map[string]string{function.LabelScaleType: "queue"}
+		}), http.StatusBadRequest, `label com.openfaas.scale.type="queue": want rps, capacity or cpu`},
+		{"bad target proportion", "PUT", "/system/functions", dep(func(d *wire.FunctionDeployment) {
+			d.Labels = &map[string]string{function.LabelScaleProportion: "1.5"}
+		}), http.StatusBadRequest, function.LabelScaleProportion},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			old := function.Spec{Name: "echo", Image: "echo:0"}

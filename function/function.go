@@ -23,6 +23,8 @@ const (
 	LabelScaleMax          = "com.openfaas.scale.max"
 	LabelScaleTarget       = "com.openfaas.scale.target"
 	LabelScaleType         = "com.openfaas.scale.type"
+	LabelScaleProportion   = "com.openfaas.scale.target-proportion"
+	LabelScaleFactor       = "com.openfaas.scale.factor"
 	LabelScaleZero         = "com.openfaas.scale.zero"
 	LabelScaleZeroDuration = "com.openfaas.scale.zero-duration"
 	LabelScaleDownWindow   = "com.openfaas.scale.down.window"
@@ -41,10 +43,13 @@ const (
 // checked when periodSeconds is not given: Kubernetes' default.
 const DefaultReadyPeriod = 10 * time.Second
 
-// Scale types: what the autoscaler's target counts.
+// Scale types: what the autoscaler's target counts. ScaleCE is no type
+// label at all: OpenFaaS CE's fixed rule, not a target.
 const (
 	ScaleCapacity = "capacity" // requests in flight per replica
 	ScaleRPS      = "rps"      // requests per second per replica
+	ScaleCPU      = "cpu"      // millicores per replica
+	ScaleCE       = ""
 )
 
 // ErrNotFound is returned (wrapped) when a function does not exist.
@@ -193,12 +198,15 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("%w: environment variable %s: value contains a NUL byte", ErrInvalid, k)
 		}
 	}
-	for _, key := range []string{LabelScaleMin, LabelScaleMax, LabelScaleTarget} {
+	for _, key := range []string{LabelScaleMin, LabelScaleMax} {
 		if v, ok := s.Labels[key]; ok {
 			if n, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || n < 0 {
 				return fmt.Errorf("%w: label %s=%q is not a non-negative integer", ErrInvalid, key, v)
 			}
 		}
+	}
+	if err := s.validateScaling(); err != nil {
+		return err
 	}
 	if err := s.ValidateBounds(); err != nil {
 		return err
@@ -209,9 +217,6 @@ func (s Spec) Validate() error {
 				return fmt.Errorf("%w: label %s=%q is not a duration such as 5m", ErrInvalid, key, v)
 			}
 		}
-	}
-	if v, ok := s.Labels[LabelScaleType]; ok && v != ScaleCapacity && v != ScaleRPS {
-		return fmt.Errorf("%w: label %s=%q: want %s or %s", ErrInvalid, LabelScaleType, v, ScaleCapacity, ScaleRPS)
 	}
 	if v, ok := s.Labels[LabelScaleZero]; ok {
 		if _, err := strconv.ParseBool(strings.TrimSpace(v)); err != nil {

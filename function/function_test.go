@@ -270,3 +270,64 @@ func TestReadyHTTPAnnotations(t *testing.T) {
 		})
 	}
 }
+
+// The scaling labels are checked by Validate, which every path (CLI, API,
+// stack file) runs before anything changes; each error names the label.
+func TestValidateScalingLabels(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		ok         bool
+	}{
+		{LabelScaleType, "rps", true},
+		{LabelScaleType, "capacity", true},
+		{LabelScaleType, "cpu", true},
+		{LabelScaleType, "queue", false},
+		{LabelScaleType, "", false},
+		{LabelScaleTarget, "50", true},
+		{LabelScaleTarget, "0", false},
+		{LabelScaleTarget, "-1", false},
+		{LabelScaleTarget, "1.5", false},
+		{LabelScaleProportion, "0.90", true},
+		{LabelScaleProportion, "1", true},
+		{LabelScaleProportion, "0", false},
+		{LabelScaleProportion, "1.5", false},
+		{LabelScaleProportion, "ninety", false},
+		{LabelScaleFactor, "20", true},
+		{LabelScaleFactor, "100", true},
+		{LabelScaleFactor, "0", false},
+		{LabelScaleFactor, "101", false},
+	} {
+		s := Spec{Name: "echo", Image: "echo:1", Labels: map[string]string{tc.key: tc.value}}
+		err := s.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s=%q: Validate() = %v, want ok=%v", tc.key, tc.value, err, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.key)) {
+			t.Errorf("%s=%q: error %q should wrap ErrInvalid and name the label", tc.key, tc.value, err)
+		}
+	}
+}
+
+func TestScaleRule(t *testing.T) {
+	for _, tc := range []struct {
+		labels   map[string]string
+		typ      string
+		target   int
+		prop     float64
+		step     int
+		describe string
+	}{
+		{nil, ScaleCE, 50, 0.9, 4, "no labels: CE's rule, 20% of max 20"},
+		{map[string]string{LabelScaleMax: "2"}, ScaleCE, 50, 0.9, 1, "the certifier's max 2"},
+		{map[string]string{LabelScaleMax: "5", LabelScaleFactor: "10"}, ScaleCE, 50, 0.9, 1, "CE's current defaults"},
+		{map[string]string{LabelScaleTarget: "10"}, ScaleRPS, 10, 0.9, 4, "a target alone: Pro's default type"},
+		{map[string]string{LabelScaleProportion: "0.5"}, ScaleRPS, 50, 0.5, 4, "a proportion alone"},
+		{map[string]string{LabelScaleType: "capacity"}, ScaleCapacity, 50, 0.9, 4, "type capacity"},
+	} {
+		s := Spec{Name: "echo", Image: "echo:1", Labels: tc.labels}
+		if s.ScaleType() != tc.typ || s.ScaleTarget() != tc.target || s.ScaleProportion() != tc.prop || s.CEStep() != tc.step {
+			t.Errorf("%s: type %q target %d proportion %v step %d; want %q %d %v %d", tc.describe,
+				s.ScaleType(), s.ScaleTarget(), s.ScaleProportion(), s.CEStep(), tc.typ, tc.target, tc.prop, tc.step)
+		}
+	}
+}

@@ -49,16 +49,89 @@ func (s Spec) DesiredReplicas() int {
 	return s.MinReplicas()
 }
 
-// ScaleTarget is the load per replica the autoscaler aims for (label
-// com.openfaas.scale.target, default 10).
-func (s Spec) ScaleTarget() int { return max(1, s.labelInt(LabelScaleTarget, 10)) }
+// The autoscaler follows one of OpenFaaS's two contracts. A function with
+// none of the Pro labels (type, target, target-proportion) gets CE's rule:
+// more than CERate requests per second adds ScaleFactor percent of max.
+// With any of them it gets the Pro autoscaler's target per replica.
 
-// ScaleType is "capacity" (default) or "rps".
+// CERate is the request rate above which CE's rule adds replicas: the
+// gateway's AlertManager rule fires on rate(...[10s]) > 5.
+const CERate = 5.0
+
+// ScaleType is the Pro type label (rps, capacity or cpu; rps when only a
+// target or proportion is given, as in Pro), or ScaleCE without any.
 func (s Spec) ScaleType() string {
-	if strings.TrimSpace(s.Labels[LabelScaleType]) == ScaleRPS {
+	if v, ok := s.Labels[LabelScaleType]; ok {
+		return strings.TrimSpace(v)
+	}
+	_, target := s.Labels[LabelScaleTarget]
+	_, prop := s.Labels[LabelScaleProportion]
+	if target || prop {
 		return ScaleRPS
 	}
-	return ScaleCapacity
+	return ScaleCE
+}
+
+// ScaleTarget is the load per replica the Pro autoscaler aims for (label
+// com.openfaas.scale.target, default 50, as in Pro).
+func (s Spec) ScaleTarget() int { return max(1, s.labelInt(LabelScaleTarget, 50)) }
+
+// ScaleProportion is the share of the target a replica is filled to
+// before another is added (com.openfaas.scale.target-proportion, default
+// 0.90, as in Pro).
+func (s Spec) ScaleProportion() float64 {
+	v, ok := s.Labels[LabelScaleProportion]
+	if !ok {
+		return 0.9
+	}
+	p, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || !(p > 0 && p <= 1) {
+		return 0.9
+	}
+	return p
+}
+
+// ScaleFactor is the percentage of max that one firing of CE's rule adds
+// (com.openfaas.scale.factor, default 20).
+func (s Spec) ScaleFactor() int {
+	if n := s.labelInt(LabelScaleFactor, 20); n >= 1 && n <= 100 {
+		return n
+	}
+	return 20
+}
+
+// CEStep is how many replicas one firing of CE's rule adds:
+// ceil(max * factor / 100), at least one, as the gateway's alert handler
+// computes it.
+func (s Spec) CEStep() int {
+	return max(1, (s.MaxReplicas()*s.ScaleFactor()+99)/100)
+}
+
+// validateScaling checks the autoscaling labels, the same on every path.
+func (s Spec) validateScaling() error {
+	if v, ok := s.Labels[LabelScaleType]; ok {
+		switch strings.TrimSpace(v) {
+		case ScaleRPS, ScaleCapacity, ScaleCPU:
+		default:
+			return fmt.Errorf("%w: label %s=%q: want %s, %s or %s", ErrInvalid, LabelScaleType, v, ScaleRPS, ScaleCapacity, ScaleCPU)
+		}
+	}
+	if v, ok := s.Labels[LabelScaleTarget]; ok {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || n < 1 {
+			return fmt.Errorf("%w: label %s=%q is not a positive integer", ErrInvalid, LabelScaleTarget, v)
+		}
+	}
+	if v, ok := s.Labels[LabelScaleProportion]; ok {
+		if p, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil || !(p > 0 && p <= 1) {
+			return fmt.Errorf("%w: label %s=%q is not a number above 0 and at most 1, such as 0.90", ErrInvalid, LabelScaleProportion, v)
+		}
+	}
+	if v, ok := s.Labels[LabelScaleFactor]; ok {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || n < 1 || n > 100 {
+			return fmt.Errorf("%w: label %s=%q is not a percentage from 1 to 100", ErrInvalid, LabelScaleFactor, v)
+		}
+	}
+	return nil
 }
 
 // ScaleToZero reports whether idle replicas are paused and then deleted.

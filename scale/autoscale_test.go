@@ -50,6 +50,9 @@ func newAutoEnv(t *testing.T, cfg scale.Config) (*env, *fakeMemory) {
 	cfg.Dial = rt.dial
 	cfg.ReadyGet = rt.readyGet
 	cfg.MemoryLow = mem.check
+	if cfg.CPUSaturated == nil {
+		cfg.CPUSaturated = func() bool { return false } // not the host's
+	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
@@ -183,7 +186,7 @@ func TestAutoscaleUpIsFast(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newEnv(t, scale.Config{})
 				e.start()
-				e.deploy(labelled(function.LabelScaleTarget, "2", function.LabelScaleMax, "6"))
+				e.deploy(labelled(function.LabelScaleType, function.ScaleCapacity, function.LabelScaleProportion, "1", function.LabelScaleTarget, "2", function.LabelScaleMax, "6"))
 				synctest.Wait()
 				if tc.warm {
 					for range 10 {
@@ -222,7 +225,7 @@ func TestAutoscaleDownIsSlowAndDrains(t *testing.T) {
 		const downWindow = 10 * time.Second
 		e := newEnv(t, scale.Config{DrainTimeout: 10 * time.Minute})
 		e.start()
-		e.deploy(labelled(function.LabelScaleTarget, "2", function.LabelScaleMax, "6",
+		e.deploy(labelled(function.LabelScaleType, function.ScaleCapacity, function.LabelScaleProportion, "1", function.LabelScaleTarget, "2", function.LabelScaleMax, "6",
 			function.LabelScaleDownWindow, downWindow.String()))
 		synctest.Wait()
 
@@ -321,7 +324,7 @@ func TestAutoscaleNoFlapping(t *testing.T) {
 				const settle = 2 * loadWindow
 				e := newEnv(t, scale.Config{})
 				e.start()
-				e.deploy(labelled(function.LabelScaleTarget, "2", function.LabelScaleMax, "6",
+				e.deploy(labelled(function.LabelScaleType, function.ScaleCapacity, function.LabelScaleProportion, "1", function.LabelScaleTarget, "2", function.LabelScaleMax, "6",
 					function.LabelScaleDownWindow, "10s"))
 				synctest.Wait()
 
@@ -367,7 +370,7 @@ func TestAutoscaleRPS(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newEnv(t, scale.Config{})
 				e.start()
-				e.deploy(labelled(function.LabelScaleType, function.ScaleRPS, function.LabelScaleTarget, "5",
+				e.deploy(labelled(function.LabelScaleType, function.ScaleRPS, function.LabelScaleProportion, "1", function.LabelScaleTarget, "5",
 					function.LabelScaleDownWindow, "10s"))
 				synctest.Wait()
 
@@ -807,7 +810,7 @@ func TestWakeFromZeroStartsOne(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e, _ := newAutoEnv(t, scale.Config{})
 		e.start()
-		e.deploy(labelled(function.LabelScaleTarget, "2", function.LabelScaleMax, "6",
+		e.deploy(labelled(function.LabelScaleType, function.ScaleCapacity, function.LabelScaleProportion, "1", function.LabelScaleTarget, "2", function.LabelScaleMax, "6",
 			function.LabelScaleZero, "true", function.LabelScaleZeroDuration, "10s",
 			function.LabelDeleteAfter, "20s"))
 		synctest.Wait()
@@ -833,4 +836,363 @@ func TestWakeFromZeroStartsOne(t *testing.T) {
 			t.Errorf("created %d replicas in all, want the first 5 only", got)
 		}
 	})
+}
+
+// calls runs a goroutine that starts rps calls a second, each holding its
+// lease for d, until the returned stop is called.
+func (e *env) calls(name string, rps int, d time.Duration) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	go func() {
+		defer close(done)
+		defer wg.Wait()
+		// Off the autoscaler's 250ms grid, so no call and no sample
+		// share an instant.
+		time.Sleep(time.Millisecond)
+		for {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			l, err := e.c.Acquire(e.t.Context(), name)
+			if err != nil {
+				e.t.Errorf("Acquire(%s): %v", name, err)
+				return
+			}
+			wg.Go(func() {
+				time.Sleep(d)
+				l.Release()
+			})
+			time.Sleep(time.Second / time.Duration(rps))
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+// Without Pro's labels a function follows OpenFaaS CE's rule, as the
+// certifier's throughput test checks it: over 5 rps for 5s adds
+// ceil(max × 20%) replicas, and the end of the load returns it to min.
+func TestAutoscaleCE(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   int
+	}{
+		{"certifier max 2", []string{function.LabelScaleMin, "1", function.LabelScaleMax, "2"}, 2},
+		{"default max 20: steps of 4", nil, 5},
+		{"factor 50 of max 4", []string{function.LabelScaleMax, "4", function.LabelScaleFactor, "50"}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, scale.Config{})
+				e.start()
+				e.deploy(labelled(tc.labels...))
+				synctest.Wait()
+
+				stop := e.calls("echo", 10, time.Millisecond)
+				up := e.watch("echo", 20*time.Second)
+				stop()
+				down := e.watch("echo", 60*time.Second)
+
+				if len(up) != 1 || up[0].From != 1 || up[0].To != tc.want {
+					t.Fatalf("under 10 rps for 20s: changes %+v, want one step 1 → %d", up, tc.want)
+				}
+				if up[0].At < 5*time.Second || up[0].At > 8*time.Second {
+					t.Errorf("stepped up after %s of 10 rps, want after the rule's 5s (and within 8s)", up[0].At)
+				}
+				if len(down) != 1 || down[0].To != 1 {
+					t.Fatalf("after the load: changes %+v, want one step back to min 1", down)
+				}
+				if down[0].At > 20*time.Second {
+					t.Errorf("back to min %s after the load ended, want within 20s (the certifier waits 60s)", down[0].At)
+				}
+				if st := e.status("echo"); st.Desired != 1 || st.Ready != 1 {
+					t.Errorf("desired %d, ready %d after the cool-down; want 1 of each", st.Desired, st.Ready)
+				}
+			})
+		})
+	}
+}
+
+// Five requests a second or fewer never fire CE's rule; a load that lasts
+// fires it again every 30s, up to max.
+func TestAutoscaleCESteps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{})
+		e.start()
+		e.deploy(labelled(function.LabelScaleMax, "10")) // steps of 2
+		synctest.Wait()
+
+		stop := e.calls("echo", 4, time.Millisecond)
+		if changes := e.watch("echo", time.Minute); len(changes) != 0 {
+			t.Errorf("4 rps changed the count: %+v", changes)
+		}
+		stop()
+		stop = e.calls("echo", 20, time.Millisecond)
+		changes := e.watch("echo", 140*time.Second)
+		stop()
+		var path []int
+		for _, c := range changes {
+			path = append(path, c.To)
+		}
+		if want := []int{3, 5, 7, 9, 10}; !slices.Equal(path, want) {
+			t.Errorf("20 rps for 140s went through %v, want %v: %+v", path, want, changes)
+		}
+		for i := 1; i < len(changes); i++ {
+			if gap := changes[i].At - changes[i-1].At; gap < 30*time.Second || gap > 31*time.Second {
+				t.Errorf("step %d came %s after the one before, want AlertManager's 30s repeat", i+1, gap)
+			}
+		}
+	})
+}
+
+// Pro's labels: desired = ceil(load / (target × target-proportion)), the
+// load being requests per second, requests in flight or millicores.
+func TestAutoscalePro(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		load   func(e *env) (stop func())
+		want   int
+	}{
+		// Pro's documented example: capacity target 5, 15 in flight.
+		{"capacity 15 in flight, target 5, proportion 1", []string{function.LabelScaleType, function.ScaleCapacity,
+			function.LabelScaleTarget, "5", function.LabelScaleProportion, "1"},
+			func(e *env) func() { return e.load("echo", time.Second, func(int) int { return 15 }) }, 3},
+		{"capacity 15 in flight, target 5, default proportion 0.9", []string{function.LabelScaleType, function.ScaleCapacity,
+			function.LabelScaleTarget, "5"},
+			func(e *env) func() { return e.load("echo", time.Second, func(int) int { return 15 }) }, 4},
+		{"rps default target 50: 40 rps stays", []string{function.LabelScaleType, function.ScaleRPS},
+			func(e *env) func() { return e.calls("echo", 40, time.Millisecond) }, 1},
+		{"rps default target 50: 100 rps", []string{function.LabelScaleType, function.ScaleRPS},
+			func(e *env) func() { return e.calls("echo", 100, time.Millisecond) }, 3},
+		{"target alone means rps", []string{function.LabelScaleTarget, "10"},
+			func(e *env) func() { return e.calls("echo", 40, time.Millisecond) }, 5},
+		{"cpu 450m, target 100m", []string{function.LabelScaleType, function.ScaleCPU, function.LabelScaleTarget, "100"},
+			func(e *env) func() {
+				e.rt.setCPU(450)
+				stop := e.calls("echo", 2, time.Millisecond)
+				return func() {
+					stop()
+					e.rt.setCPU(1) // the load ends with the calls
+				}
+			}, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, scale.Config{})
+				e.start()
+				e.deploy(labelled(append(tc.labels, function.LabelScaleDownWindow, "10s")...))
+				synctest.Wait()
+
+				stop := tc.load(e)
+				changes := e.watch("echo", 30*time.Second)
+				stop()
+				if st := e.status("echo"); st.Desired != tc.want || st.Ready != tc.want {
+					t.Errorf("desired %d, ready %d; want %d of each (changes %+v)", st.Desired, st.Ready, tc.want, changes)
+				}
+				for _, c := range changes {
+					if c.To > tc.want {
+						t.Errorf("overshot: %d → %d at %s", c.From, c.To, c.At)
+					}
+				}
+				if got := len(e.watch("echo", 30*time.Second)); tc.want > 1 && got == 0 {
+					t.Errorf("no scale-down within 30s of the load's end (down window 10s)")
+				}
+				if st := e.status("echo"); st.Desired != 1 {
+					t.Errorf("desired %d 30s after the load, want min 1", st.Desired)
+				}
+			})
+		})
+	}
+}
+
+// On a saturated host a function whose replicas are busy gets no more,
+// under either rule; one whose replicas idle still does (a replica that
+// would idle too takes nothing from anyone). Once the CPU frees up, the
+// held scale-up happens.
+func TestAutoscaleCPUBrake(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		load   func(e *env) (stop func())
+		want   int // once the brake is off
+		held   bool
+	}{
+		{"capacity, busy replicas", []string{function.LabelScaleType, function.ScaleCapacity,
+			function.LabelScaleTarget, "2", function.LabelScaleProportion, "1"},
+			func(e *env) func() { return e.load("echo", time.Second, func(int) int { return 10 }) }, 5, true},
+		{"CE, busy replicas (10 rps of 200ms)", nil,
+			func(e *env) func() { return e.calls("echo", 10, 200*time.Millisecond) }, 5, true},
+		{"CE, idle replicas (10 rps of 1ms)", nil,
+			func(e *env) func() { return e.calls("echo", 10, time.Millisecond) }, 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var saturated atomic.Bool
+				saturated.Store(true)
+				var reads atomic.Int64
+				e := newEnv(t, scale.Config{CPUSaturated: func() bool {
+					reads.Add(1)
+					return saturated.Load()
+				}})
+				e.start()
+				e.deploy(labelled(tc.labels...))
+				synctest.Wait()
+
+				stop := tc.load(e)
+				defer stop()
+				changes := e.watch("echo", 20*time.Second)
+				if tc.held && !onlyProbes(changes, 1) {
+					t.Errorf("grew on a saturated host: %+v, want at most undone probes", changes)
+				}
+				if !tc.held && (len(changes) != 1 || changes[0].To != tc.want) {
+					t.Errorf("idle replicas on a saturated host: changes %+v, want one step to %d", changes, tc.want)
+				}
+				if reads.Load() == 0 {
+					t.Error("CPUSaturated never read")
+				}
+				saturated.Store(false)
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				if st := e.status("echo"); st.Desired != tc.want {
+					t.Errorf("desired %d within 2s of the brake's release, want %d", st.Desired, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// A held scale-up does not happen as the load ends: the average in flight
+// falls below busy before the rate falls below CE's threshold, and the
+// brake must not let the replicas through then.
+func TestAutoscaleCPUBrakeAtLoadEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, scale.Config{CPUSaturated: func() bool { return true }})
+		e.start()
+		e.deploy(labelled())
+		synctest.Wait()
+
+		stop := e.calls("echo", 100, 10*time.Millisecond) // 1 in flight, 100 rps
+		changes := e.watch("echo", 20*time.Second)
+		stop()
+		if !onlyProbes(changes, 1) {
+			t.Errorf("saturated host: changes %+v under the load, want at most undone probes", changes)
+		}
+		if after := e.watch("echo", 30*time.Second); len(after) != 0 {
+			t.Errorf("saturated host: changes %+v after the load, want none", after)
+		}
+	})
+}
+
+// Under CE's rule, a replica is added only where requests wait for one:
+// 90 rps of 6 ms calls (half a request in flight) on an idle host stay on
+// one replica, 20 rps of 100 ms calls (two in flight) get the step.
+func TestAutoscaleCECapacity(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rps  int
+		d    time.Duration
+		want int
+	}{
+		{"half a request in flight", 90, 6 * time.Millisecond, 1}, // off the 250ms sampling grid
+		{"two in flight", 20, 100 * time.Millisecond, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, scale.Config{})
+				e.start()
+				e.deploy(labelled())
+				synctest.Wait()
+				stop := e.calls("echo", tc.rps, tc.d)
+				changes := e.watch("echo", 20*time.Second)
+				stop()
+				changes = append(changes, e.watch("echo", 5*time.Second)...)
+				if got := e.status("echo").Desired; tc.want == 1 && !onlyProbes(changes, 1) || tc.want > 1 && (len(changes) == 0 || changes[0].To != tc.want) {
+					t.Errorf("%d rps of %s: changes %+v (desired now %d), want the first to %d", tc.rps, tc.d, changes, got, tc.want)
+				}
+			})
+		})
+	}
+}
+
+// onlyProbes reports whether changes are probes from base, each undone:
+// base → base+1 → base, and so on.
+func onlyProbes(changes []change, base int) bool {
+	for i, c := range changes {
+		if i%2 == 0 && (c.From != base || c.To != base+1) || i%2 == 1 && (c.From != base+1 || c.To != base) {
+			return false
+		}
+	}
+	return len(changes)%2 == 0
+}
+
+// closed runs workers that each take a lease, hold it for hold(ready
+// replicas) and take the next, until the returned stop is called: a
+// closed loop, whose rate shows what a replica more is worth.
+func (e *env) closed(name string, workers int, hold func(ready int) time.Duration) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				l, err := e.c.Acquire(e.t.Context(), name)
+				if err != nil {
+					e.t.Errorf("Acquire(%s): %v", name, err)
+					return
+				}
+				time.Sleep(hold(e.status(name).Ready))
+				l.Release()
+			}
+		})
+	}
+	return func() {
+		close(quit)
+		wg.Wait()
+	}
+}
+
+// A held function tries one replica more, keeps it if the function then
+// serves more (its replicas were the limit, not the CPU) and undoes it if
+// not, then waits a minute before the next try.
+func TestAutoscaleProbe(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hold func(ready int) time.Duration
+		want []int // the counts desired goes through in 80s
+	}{
+		{"a replica more serves no more", func(int) time.Duration { return 10 * time.Millisecond },
+			[]int{2, 1, 2, 1}},
+		{"two replicas serve twice as much", func(ready int) time.Duration {
+			return 20 * time.Millisecond / time.Duration(min(max(ready, 1), 2))
+		}, []int{2, 3, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, scale.Config{CPUSaturated: func() bool { return true }})
+				e.start()
+				e.deploy(labelled())
+				synctest.Wait()
+				stop := e.closed("echo", 8, tc.hold)
+				changes := e.watch("echo", 80*time.Second)
+				stop()
+				var path []int
+				for _, c := range changes {
+					path = append(path, c.To)
+				}
+				if !slices.Equal(path, tc.want) {
+					t.Errorf("desired went through %v, want %v: %+v", path, tc.want, changes)
+				}
+			})
+		})
+	}
 }

@@ -56,6 +56,16 @@ type Config struct {
 	AutoscaleInterval time.Duration
 	// LoadWindow is the window load is averaged over (default 3s).
 	LoadWindow time.Duration
+	// CPUSaturated reports whether the host's CPU has been saturated
+	// over about the last LoadWindow; while it is, a function whose
+	// replicas are busy gets no more. The autoscaler calls it on each
+	// wake-up. Default: the share of time some task waited for a CPU
+	// (/proc/pressure/cpu, "some") at or above CPUBrake, or without PSI,
+	// the host busy 90% of the time or more (/proc/stat).
+	CPUSaturated func() bool
+	// CPUBrake is the CPU pressure share at which the default
+	// CPUSaturated reports saturation (default 0.5).
+	CPUBrake float64
 	// MaxWaiting bounds the requests one function may hold while it wakes
 	// (default 1000); more get ErrQueueFull.
 	MaxWaiting int
@@ -105,6 +115,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxCreates <= 0 {
 		c.MaxCreates = 4
+	}
+	if c.CPUBrake == 0 {
+		c.CPUBrake = 0.5
+	}
+	if c.CPUSaturated == nil {
+		c.CPUSaturated = newHostCPU(c.LoadWindow, c.CPUBrake).saturated
 	}
 	if c.MemoryLow == nil {
 		c.MemoryLow = memoryLow

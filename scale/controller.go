@@ -36,6 +36,9 @@ type Controller struct {
 	// autoCold is set while the autoscaler sleeps; Acquire then kicks it.
 	autoCold atomic.Bool
 	autoKick chan struct{}
+	// cpuSaturated is Config.CPUSaturated as of the autoscaler's current
+	// wake-up; only the autoscaler goroutine touches it.
+	cpuSaturated bool
 	// probeWake restarts the sleeping probe loop when a replica is ready.
 	probeWake chan struct{}
 	// hostsKick asks the hosts loop to publish services' addresses.

@@ -49,6 +49,9 @@ func newEnv(t *testing.T, cfg scale.Config, specs ...function.Spec) *env {
 	})
 	st := newFakeStore(specs...)
 	cfg.MemoryLow = func() bool { return false } // not the host's
+	if cfg.CPUSaturated == nil {
+		cfg.CPUSaturated = func() bool { return false } // nor is this
+	}
 	counts := &fakeCounts{}
 	d := rt.deps(st)
 	d.Counts = counts

@@ -76,6 +76,10 @@ type fakeRuntime struct {
 	// controller last published.
 	healthy bool
 	hosts   map[string]netip.Addr
+	// cpuTotal, when set, is the millicores Usage reports for all known
+	// cgroups together, split evenly: a load that more replicas share.
+	// Unset, each reports 100.
+	cpuTotal float64
 }
 
 // fakeCall is one call the controller made to the runtime.
@@ -408,14 +412,25 @@ func (rt *fakeRuntime) LogTail(fn, id string, n int) []string {
 	return slices.Clone(r.log[max(0, len(r.log)-n):])
 }
 
-// Usage reports 100 millicores and 10 MiB per known cgroup.
+// Usage reports 100 millicores (or a share of setCPU's total) and 10 MiB
+// per known cgroup.
 func (rt *fakeRuntime) Usage(cgroups []string) function.Usage {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	var u function.Usage
+	known := 0
 	for _, cg := range cgroups {
 		if rt.byCgroup(cg) != nil {
-			u.CPU += 100
+			known++
+		}
+	}
+	cpu := 100.0
+	if rt.cpuTotal > 0 && known > 0 {
+		cpu = rt.cpuTotal / float64(known)
+	}
+	for _, cg := range cgroups {
+		if rt.byCgroup(cg) != nil {
+			u.CPU += cpu
 			u.MemoryBytes += 10 << 20
 		}
 	}
@@ -811,4 +826,11 @@ func (s *fakeCounts) get(name string) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.totals[name]
+}
+
+// setCPU sets the millicores Usage reports for all replicas together.
+func (rt *fakeRuntime) setCPU(total float64) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.cpuTotal = total
 }

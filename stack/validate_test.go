@@ -28,6 +28,8 @@ func TestDeploymentsValidateSpec(t *testing.T) {
 		{"env value NUL", "    environment:\n      K: \"a\\0b\"\n", "", `environment variable K: value contains a NUL byte`},
 		{"env file key newline", "    environment_file: [env.yml]\n", "environment:\n  \"A\\rB\": v\n", `environment variable name "A\rB"`},
 		{"bad label", "    labels:\n      com.openfaas.scale.max: lots\n", "", `label com.openfaas.scale.max="lots" is not a non-negative integer`},
+		{"bad scale target", "    labels:\n      com.openfaas.scale.target: \"0\"\n", "", `label com.openfaas.scale.target="0" is not a positive integer`},
+		{"bad scale factor", "    labels:\n      com.openfaas.scale.factor: \"200\"\n", "", `label com.openfaas.scale.factor="200" is not a percentage from 1 to 100`},
 		{"fprocess NUL", "    fprocess: \"cat\\0\"\n", "", `envProcess "cat\x00" contains a NUL byte`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

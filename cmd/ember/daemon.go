@@ -55,6 +55,7 @@ type daemonOptions struct {
 	DrainTimeout       time.Duration
 	UpstreamTimeout    time.Duration
 	MaxWaiting         int
+	CPUBrake           float64
 	LogMaxSize         int64
 	LogMaxFiles        int
 	LogLevel           string
@@ -95,6 +96,7 @@ func newDaemonCmd() *cobra.Command {
 	f.DurationVar(&o.CountFlush, "count-flush", 10*time.Second, "how often invocation counts are written to the state dir; a daemon killed outright loses at most this much of them")
 	f.DurationVar(&o.WakeTimeout, "wake-timeout", 30*time.Second, "how long a request waits for a ready replica")
 	f.IntVar(&o.MaxWaiting, "wake-queue", 1000, "how many requests one function may hold while it wakes; more get 429")
+	f.Float64Var(&o.CPUBrake, "autoscale-cpu-brake", 0.5, "CPU pressure (share of time tasks wait for a CPU, /proc/pressure/cpu) at which busy functions get no more replicas; 0 turns the brake off")
 	f.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a replica leaving service waits for in-flight requests")
 	f.DurationVar(&o.UpstreamTimeout, "upstream-timeout", proxy.DefaultUpstreamTimeout, "how long a function that sets no exec_timeout or write_timeout may take to answer; then 504")
 	f.DurationVar(&o.Limits.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "how long a client may take to send a request's headers; then the connection is closed")
@@ -140,6 +142,9 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
+	}
+	if !(o.CPUBrake >= 0 && o.CPUBrake <= 1) {
+		return fmt.Errorf("--autoscale-cpu-brake %v: want a share from 0 (off) to 1", o.CPUBrake)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if o.CNIBinDir == "" {
@@ -213,6 +218,8 @@ func runDaemon(ctx context.Context, o daemonOptions) error {
 		WakeTimeout:    o.WakeTimeout,
 		DrainTimeout:   o.DrainTimeout,
 		MaxWaiting:     o.MaxWaiting,
+		CPUBrake:       o.CPUBrake,
+		CPUSaturated:   cpuBrakeOff(o.CPUBrake),
 		Secrets:        secrets,
 	}, scale.Deps{Images: rt, Replicas: rt, Tasks: rt, Freezer: rt, Prober: rt, Logs: rt, Usage: rt, Sweeper: rt, Store: st,
 		Health: rt, Hosts: rt, Place: rt, Counts: st},
@@ -474,4 +481,13 @@ func pprofMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// cpuBrakeOff returns a CPUSaturated that never reports saturation when
+// the brake is turned off (0), else nil for the controller's default.
+func cpuBrakeOff(brake float64) func() bool {
+	if brake == 0 {
+		return func() bool { return false }
+	}
+	return nil
 }

@@ -13,11 +13,15 @@ import (
 )
 
 // TestAutoscale puts a concurrent load of slow requests on a function with
-// a small target: it scales up while the load lasts and back down after.
+// a small capacity target: it scales up while the load lasts and back down
+// after. The CPU brake is off: the test host is shared, and other work
+// saturating it would rightly hold the scale-up (TestAutoscaleCPUBrake in
+// package scale covers the brake).
 func TestAutoscale(t *testing.T) {
 	e := setup(t)
-	d := newDaemon(t, e)
+	d := newDaemon(t, e, "--autoscale-cpu-brake", "0")
 	d.mustEmber("deploy", "auto", "--image", e.echo,
+		"--label", function.LabelScaleType+"="+function.ScaleCapacity,
 		"--label", function.LabelScaleTarget+"=2",
 		"--label", function.LabelScaleMax+"=4",
 		"--label", function.LabelScaleDownWindow+"=3s")
@@ -53,6 +57,50 @@ func TestAutoscale(t *testing.T) {
 	start := time.Now()
 	d.waitFor("auto", "scaled down to 1", 30*time.Second, exactlyReady(1))
 	t.Logf("scaled down %s after the load ended", time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestAutoscaleCE is the OpenFaaS certifier's throughput test on ember's
+// defaults: with only min 1 and max 2, about 10 requests a second of 1 ms
+// calls take the function from one replica to two, and it is back at one
+// within the certifier's 60s cool-down after the load ends.
+func TestAutoscaleCE(t *testing.T) {
+	e := setup(t)
+	d := newDaemon(t, e)
+	d.mustEmber("deploy", "ce", "--image", e.echo,
+		"--label", function.LabelScaleMin+"=1",
+		"--label", function.LabelScaleMax+"=2")
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		failures := 0
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- failures
+				return
+			case <-tick.C:
+			}
+			if _, code, err := get(d.url("/function/ce/_/sleep?ms=1")); err != nil || code != 200 {
+				failures++
+			}
+		}
+	}()
+	start := time.Now()
+	d.waitFor("ce", "desired 2", 30*time.Second, func(f wire.FunctionStatus) bool { return f.Replicas == 2 })
+	t.Logf("desired 2 after %s of 10 rps", time.Since(start).Round(100*time.Millisecond))
+	up := d.waitFor("ce", "2 ready", 30*time.Second, exactlyReady(2))
+	t.Logf("2 ready after %s: %d instances", time.Since(start).Round(100*time.Millisecond), len(up.Instances))
+	close(stop)
+	if n := <-done; n > 0 {
+		t.Errorf("%d requests failed", n)
+	}
+	ended := time.Now()
+	d.waitFor("ce", "back at 1 within the certifier's 60s", 60*time.Second, func(f wire.FunctionStatus) bool { return f.Replicas == 1 })
+	t.Logf("desired back at 1 %s after the load ended", time.Since(ended).Round(100*time.Millisecond))
+	d.waitFor("ce", "1 ready", 30*time.Second, exactlyReady(1))
+	t.Logf("1 replica %s after the load ended", time.Since(ended).Round(100*time.Millisecond))
 }
 
 // TestScaleToZero: idle, the function is paused; idle longer, parked; each

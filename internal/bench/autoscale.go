@@ -12,7 +12,8 @@ import (
 )
 
 // AutoscaleResult is a step from idle (one ready replica, no load) to a
-// closed loop of Workers concurrent slow requests, 5× the scale target.
+// closed loop of Workers concurrent slow requests, 5× the scale target
+// (Pro's capacity type, target-proportion 1).
 type AutoscaleResult struct {
 	Steps   int `json:"steps"`
 	Target  int `json:"target"`
@@ -34,14 +35,19 @@ type AutoscaleResult struct {
 }
 
 func (b *bench) runAutoscale(ctx context.Context, rep *Report) error {
-	d, err := b.env.startDaemon(ctx, "auto")
+	// The step measures how fast the autoscaler reacts, so the CPU brake
+	// is off: other work on a shared host would rightly hold it back.
+	// Scenario autoscale-fixed measures the brake's defaults.
+	d, err := b.env.startDaemon(ctx, "auto", "--autoscale-cpu-brake", "0")
 	if err != nil {
 		return err
 	}
 	defer d.teardown()
 	const target = 2
 	if err := d.deploy(ctx, "auto", b.env.echo, map[string]string{
-		function.LabelScaleTarget: strconv.Itoa(target),
+		function.LabelScaleType:       function.ScaleCapacity,
+		function.LabelScaleTarget:     strconv.Itoa(target),
+		function.LabelScaleProportion: "1",
 		// Back to one replica soon after each step, for the next one.
 		function.LabelScaleDownWindow: "3s",
 	}); err != nil {

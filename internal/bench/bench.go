@@ -22,7 +22,8 @@ type Config struct {
 	// succeeds (they are always kept when it fails).
 	KeepLogs bool
 	// Only, if set, is a comma-separated list of the scenarios to run
-	// (gateway, wake, deploy, autoscale, density, async); a partial run skips the
+	// (gateway, wake, deploy, autoscale, autoscale-fixed, density, async);
+	// a partial run skips the
 	// checks that every scenario produced numbers.
 	Only string
 	// ProfileDir, if set, has the daemons serve Go's profiler and the
@@ -38,8 +39,12 @@ type sizes struct {
 	wakes         int // per kind
 	deploys       int // per kind
 	autoSteps     int
-	density       int // functions
-	sharedPer     int // replicas per function in the shared-shim rest
+	// The autoscaled-versus-fixed comparison: rounds per load shape, each
+	// a run on the autoscaled function and one on each fixed count.
+	fixedRounds       int
+	autoRun, fixedRun time.Duration
+	density           int // functions
+	sharedPer         int // replicas per function in the shared-shim rest
 	// settle is the time from the last deploy to the rest window. In full
 	// mode it lets the autoscaler's watch after a deploy end (3s load
 	// window + 60s down window) and the first periodic exec probes come
@@ -55,12 +60,14 @@ var (
 	full = sizes{
 		gatewayRounds: 5, round: time.Second, warmup: time.Second,
 		wakes: 20, deploys: 10, autoSteps: 3,
+		fixedRounds: 2, autoRun: 20 * time.Second, fixedRun: 5 * time.Second,
 		density: 50, sharedPer: 10, settle: 65 * time.Second, rest: 60 * time.Second,
 		recovery: 20, asyncCalls: 2000,
 	}
 	short = sizes{
 		gatewayRounds: 2, round: 200 * time.Millisecond, warmup: 200 * time.Millisecond,
 		wakes: 3, deploys: 2, autoSteps: 1,
+		fixedRounds: 1, autoRun: 500 * time.Millisecond, fixedRun: 200 * time.Millisecond,
 		density: 5, sharedPer: 5, settle: time.Second, rest: 3 * time.Second,
 		recovery: 3, asyncCalls: 50,
 	}
@@ -128,6 +135,7 @@ func Run(ctx context.Context, cfg Config, out, log io.Writer) (err error) {
 		{"wake", b.runWake},
 		{"deploy", b.runDeploy},
 		{"autoscale", b.runAutoscale},
+		{"autoscale-fixed", b.runFixed},
 		{"density and recovery", b.runDensity},
 		{"async", b.runAsync},
 	}
@@ -187,6 +195,9 @@ func (r *Report) rows() []Row {
 	if r.Autoscale != nil {
 		rows = append(rows, r.Autoscale.rows()...)
 	}
+	if r.Fixed != nil {
+		rows = append(rows, r.Fixed.rows()...)
+	}
 	if r.Density != nil {
 		rows = append(rows, r.Density.rows()...)
 	}
@@ -215,6 +226,7 @@ func (r *Report) check() []string {
 	missing("wake", r.Wake != nil && r.Wake.Paused.N > 0 && r.Wake.Zero.N > 0 && r.Wake.Warm.N > 0)
 	missing("deploy", r.Deploy != nil && r.Deploy.Present.N > 0 && r.Deploy.Pulled.N > 0)
 	missing("autoscale", r.Autoscale != nil && r.Autoscale.AllReady.N > 0)
+	missing("autoscale-fixed", r.Fixed != nil && r.Fixed.ok())
 	missing("density", r.Density != nil && r.Density.Functions > 0 && r.Density.Shims > 0)
 	missing("recovery", r.Recovery != nil && r.Recovery.AllServingMs > 0)
 	missing("shared", r.Shared != nil && r.Shared.Shims > 0)
@@ -230,6 +242,9 @@ func (r *Report) check() []string {
 	}
 	if r.Autoscale != nil && r.Autoscale.Failed > 0 {
 		p = append(p, fmt.Sprintf("autoscale: %d requests failed during the step: %v", r.Autoscale.Failed, r.Autoscale.Errors))
+	}
+	if r.Fixed != nil && r.Fixed.Failed > 0 {
+		p = append(p, fmt.Sprintf("autoscale-fixed: %d requests failed: %v", r.Fixed.Failed, r.Fixed.Errors))
 	}
 	if r.Recovery != nil && r.Recovery.ReplicasAfter != r.Recovery.Functions {
 		p = append(p, fmt.Sprintf("recovery: %d replicas after the restart, want %d (one per function)", r.Recovery.ReplicasAfter, r.Recovery.Functions))

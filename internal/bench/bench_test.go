@@ -96,7 +96,7 @@ func TestClosedLoop(t *testing.T) {
 
 func TestReportCheck(t *testing.T) {
 	var r Report
-	if p := r.check(); len(p) != 8 {
+	if p := r.check(); len(p) != 9 {
 		t.Errorf("empty report: %d problems, want one per scenario: %q", len(p), p)
 	}
 	r.Autoscale = &AutoscaleResult{AllReady: Dist{N: 1}, Failed: 2}
@@ -137,7 +137,7 @@ func TestDaemonFlagsReported(t *testing.T) {
 	if err := r.WriteMarkdown(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := "Daemons (from their command lines): --health-interval 5s / 1m, --wake-timeout 30s, --drain-timeout 30s\n"
+	want := "Daemons (from their command lines): --health-interval 5s / 1m, --wake-timeout 30s, --drain-timeout 30s, --autoscale-cpu-brake 0.5\n"
 	if !strings.Contains(b.String(), want) {
 		t.Errorf("report:\n%s\nwant the line %q", b.String(), want)
 	}

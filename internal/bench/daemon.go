@@ -23,12 +23,12 @@ import (
 // reportedFlags are the daemon settings the report prints. Every bench
 // daemon is given them explicitly (daemonFlags), and the report reads them
 // back from the command line each daemon was started with.
-var reportedFlags = [...]string{"health-interval", "wake-timeout", "drain-timeout"}
+var reportedFlags = [...]string{"health-interval", "wake-timeout", "drain-timeout", "autoscale-cpu-brake"}
 
 // daemonFlags are the flags every bench daemon gets after the harness's
 // own: the settings the numbers depend on, at ember's defaults.
 func daemonFlags() []string {
-	return []string{"--health-interval", "5s", "--wake-timeout", "30s", "--drain-timeout", "30s"}
+	return []string{"--health-interval", "5s", "--wake-timeout", "30s", "--drain-timeout", "30s", "--autoscale-cpu-brake", "0.5"}
 }
 
 // daemon is one `ember daemon` process (itest.Daemon) with daemonFlags, its
@@ -46,8 +46,9 @@ type daemon struct {
 
 // startDaemon starts a daemon and waits until it answers /healthz. Its
 // teardown is registered with env, so it runs even when the caller fails;
-// callers that are done with it earlier call teardown themselves.
-func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
+// callers that are done with it earlier call teardown themselves. Extra
+// flags come after daemonFlags, so they override them.
+func (e *env) startDaemon(ctx context.Context, name string, extra ...string) (*daemon, error) {
 	e.seq++
 	dir, err := os.MkdirTemp(e.dir, "d-"+name+"-")
 	if err != nil {
@@ -64,7 +65,7 @@ func (e *env) startDaemon(ctx context.Context, name string) (*daemon, error) {
 		// their subnets (10.200-239.x), which may run on the same host.
 		BridgePrefix: "bnch",
 		Subnet:       fmt.Sprintf("10.%d.%d.0/24", 240+os.Getpid()%15, e.seq%250),
-		Extra:        append(daemonFlags(), pflags...),
+		Extra:        append(append(daemonFlags(), pflags...), extra...),
 		SysProcAttr: &syscall.SysProcAttr{
 			// A ^C reaches the bench, which then removes functions before
 			// it stops the daemon, instead of reaching both at once.

@@ -33,6 +33,7 @@ type Report struct {
 	Wake      *WakeResult      `json:"wake,omitempty"`
 	Deploy    *DeployResult    `json:"deploy,omitempty"`
 	Autoscale *AutoscaleResult `json:"autoscale,omitempty"`
+	Fixed     *FixedResult     `json:"autoscale_fixed,omitempty"`
 	Density   *DensityResult   `json:"density,omitempty"`
 	Recovery  *RecoveryResult  `json:"recovery,omitempty"`
 	Shared    *SharedResult    `json:"shared,omitempty"`

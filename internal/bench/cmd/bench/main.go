@@ -26,7 +26,7 @@ func main() {
 	var cfg bench.Config
 	flag.BoolVar(&cfg.Short, "short", shortDefault, "tiny counts, no timing assertions (CI); env BENCH_SHORT")
 	flag.StringVar(&cfg.Out, "out", os.Getenv("BENCH_OUT"), "also write the report as JSON to this file; env BENCH_OUT")
-	flag.StringVar(&cfg.Only, "only", "", "run only these scenarios, comma-separated: gateway, wake, deploy, autoscale, density, async")
+	flag.StringVar(&cfg.Only, "only", "", "run only these scenarios, comma-separated: gateway, wake, deploy, autoscale, autoscale-fixed, density, async")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "save the daemons' heap, goroutine and CPU profiles of each scenario in this directory")
 	flag.BoolVar(&cfg.KeepLogs, "keep-logs", false, "keep the daemons' and containerd's logs (always kept on failure)")
 	flag.Parse()
