@@ -238,7 +238,10 @@ func buildPreNamespaces(t *testing.T) string {
 	out, err := exec.Command("git", "-C", root, "log", "--diff-filter=A", "--format=%H", "--", "store/namespaces.go").Output()
 	commits := strings.Fields(string(out))
 	if err != nil || len(commits) == 0 {
-		t.Fatalf("find the commit that added namespaces (needs the git history): %v %q", err, out)
+		// A source tarball or a shallow clone has no history to build the
+		// old daemon from. The hashes' own fixtures (function's unit
+		// tests) still guard what this test checks end to end.
+		t.Skipf("skipped: building the ember from before namespaces needs the git history: %v %q", err, out)
 	}
 	src := t.TempDir()
 	archive := exec.Command("sh", "-c", `git -C "$1" archive "$2^" | tar -x -C "$3"`, "sh", root, commits[len(commits)-1], src)
