@@ -51,6 +51,10 @@ func TestChaos(t *testing.T) {
 	gw := netip.MustParsePrefix(d.Subnet).Masked().Addr().Next()
 	effects := startSink(t, gw)
 	faas := faasCLI(t, d)
+	// The replica counts are the test's to set: Pro's capacity rule with a
+	// target of 50 in flight never adds a replica for 4 workers, where
+	// CE's rule (over 5 requests/s) would, and the 5m window keeps the
+	// autoscaler from taking one away.
 	stack := func(image string) string {
 		return writeStack(t, fmt.Sprintf(`version: 1.0
 provider:
@@ -67,8 +71,11 @@ functions:
       %s: 1
       %s: 5
       %s: 5m
+      %s: capacity
+      %s: 50
 `, d.url(""), chaosFn, image, lockDelay, effects.url, chaosSecret,
-			function.LabelScaleMin, function.LabelScaleMax, function.LabelScaleDownWindow), nil)
+			function.LabelScaleMin, function.LabelScaleMax, function.LabelScaleDownWindow,
+			function.LabelScaleType, function.LabelScaleTarget), nil)
 	}
 
 	faas("secret", "create", chaosSecret, "--from-literal", "token-1")

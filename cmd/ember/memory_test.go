@@ -17,7 +17,10 @@ import (
 func TestTinyMemoryLimit(t *testing.T) {
 	e := setup(t)
 	d := newDaemon(t, e)
-	d.mustEmber("deploy", "echo", "--image", e.echo, "--memory-limit", "5Mi", "--timeout", "30s")
+	// Pinned to one replica: the load below is over CE's 5 requests/s,
+	// which would otherwise (rightly) add replicas.
+	d.mustEmber("deploy", "echo", "--image", e.echo, "--memory-limit", "5Mi", "--timeout", "30s",
+		"--label", "com.openfaas.scale.max=1")
 	f := d.waitFor("echo", "ready", 30*time.Second, exactlyReady(1))
 	id := f.Instances[0].ID
 	deadline := time.Now().Add(15 * time.Second)

@@ -171,7 +171,7 @@ func TestNamespaces(t *testing.T) {
 	if out := faas("diff", "-n", "staging", "-f", stackFile); !strings.Contains(out, "no differences found") {
 		t.Errorf("faas-cli diff after the round trip:\n%s", out)
 	}
-	ignore := cmpopts.IgnoreFields(wire.FunctionStatus{}, "CreatedAt", "InvocationCount", "Instances", "Usage", "ReplicaStates")
+	ignore := cmpopts.IgnoreFields(wire.FunctionStatus{}, "CreatedAt", "InvocationCount", "InvocationRate", "Instances", "Usage", "ReplicaStates")
 	if diff := cmp.Diff(before, after, ignore); diff != "" {
 		t.Errorf("staging's echo after the round trip (-before +after):\n%s", diff)
 	}
