@@ -58,10 +58,10 @@ function isDefaultNS(ns) { return !ns || ns === DEFAULT_NS; }
 // ref names a function as the gateway routes it: NAME, or NAME.NS.
 function ref(name, ns) { return isDefaultNS(ns) ? name : name + "." + ns; }
 
-// nsQuery is the ?namespace= of a /system/* URL ("&" when it already has a query).
-function nsQuery(ns, sep = "?") { return isDefaultNS(ns) ? "" : sep + "namespace=" + encodeURIComponent(ns); }
+// nsQuery is the ?namespace= of a /system/* URL.
+function nsQuery(ns) { return isDefaultNS(ns) ? "" : "?namespace=" + encodeURIComponent(ns); }
 
-// withNS adds the namespace to a request body, for the default too only if asked.
+// withNS adds the namespace to a request body, other than the default's.
 function withNS(body, ns) { return isDefaultNS(ns) ? body : { ...body, namespace: ns }; }
 
 function listHash(ns) { return isDefaultNS(ns) ? "#/" : "#/ns/" + encodeURIComponent(ns); }
@@ -215,8 +215,15 @@ function functionsView(main, ns) {
     servicesPanel(),
   );
   poll(async () => {
-    const [fnsOrNull] = await Promise.all([api("GET", "/system/functions" + nsQuery(ns)), chooser.load()]);
-    const fns = fnsOrNull || [];
+    let fns;
+    try {
+      [fns] = await Promise.all([api("GET", "/system/functions" + nsQuery(ns)), chooser.load()]);
+    } catch (e) {
+      if (e.status !== 404 || isDefaultNS(ns)) throw e;
+      list.replaceChildren(h("p", { class: "empty error" }, `No namespace ${ns}. `, h("a", { href: "#/" }, "Back to openfaas-fn"), "."));
+      return;
+    }
+    fns = fns || [];
     fns.sort((a, b) => a.name.localeCompare(b.name));
     record(fns, ns);
     if (!fns.length) {
@@ -502,10 +509,16 @@ function deployView(main) {
   const progress = h("p", { id: "deploy-progress", role: "status", class: "progress" });
   const btn = h("button", { type: "submit", class: "primary", id: "deploy" }, "Deploy");
   const known = h("span", { class: "hint", id: "known-secrets" });
-  const loadSecrets = (ns) => api("GET", "/system/secrets" + nsQuery(ns)).then((ss) => {
-    const names = (ss || []).map((s) => s.name);
-    known.textContent = names.length ? "existing: " + names.join(", ") : "none created yet";
-  }).catch(() => {});
+  // Only the last namespace chosen may fill the hint, whichever answers last.
+  let secretsFor = "";
+  const loadSecrets = (ns) => {
+    secretsFor = ns;
+    api("GET", "/system/secrets" + nsQuery(ns)).then((ss) => {
+      if (ns !== secretsFor) return;
+      const names = (ss || []).map((s) => s.name);
+      known.textContent = names.length ? "existing: " + names.join(", ") : "none created yet";
+    }).catch(() => {});
+  };
   const chooser = nsChooser("d-namespace", currentNS, (v) => { currentNS = v; loadSecrets(v); });
   chooser.el.append(h("div", { class: "error", id: "err-d-namespace", role: "alert" }));
   chooser.load().catch(() => {});
@@ -620,7 +633,7 @@ function route() {
   const hash = location.hash || "#/";
   let nav = "nav-functions";
   if (hash.startsWith("#/fn/")) {
-    // NAME.NS: a function's name has no dots, so the last one splits.
+    // NAME.NS: names and namespaces are DNS labels without dots.
     const r = decodeURIComponent(hash.slice(5));
     const i = r.lastIndexOf(".");
     currentNS = i > 0 ? r.slice(i + 1) : DEFAULT_NS;
