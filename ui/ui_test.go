@@ -21,6 +21,8 @@ func TestServesPage(t *testing.T) {
 	for _, tc := range []struct{ path, ctype, contains string }{
 		{"/ui/", "text/html", `<script src="app.js"`},
 		{"/ui/app.js", "javascript", "/system/functions"},
+		{"/ui/app.js", "javascript", "/system/services"},
+		{"/ui/app.js", "javascript", "/system/namespaces"},
 		{"/ui/app.css", "text/css", ".badge"},
 	} {
 		resp := get(t, tc.path)

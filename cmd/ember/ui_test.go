@@ -331,3 +331,130 @@ func (b *browser) pageLocation() string {
 	}
 	return loc
 }
+
+// choose picks an option of a <select> as a person does: the value
+// changes and the page hears a change event.
+func (b *browser) choose(sel, value string) {
+	b.t.Helper()
+	expr := fmt.Sprintf(`(() => { const s = document.querySelector(%s); if (!s || ![...s.options].some((o) => o.value === %s)) return false;
+		s.value = %s; s.dispatchEvent(new Event("change", { bubbles: true })); return true; })()`, jsString(sel), jsString(value), jsString(value))
+	ok, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](expr))
+	if err != nil || !ok {
+		b.t.Fatalf("choose %s in %s: %v (no such option?)\npage:\n%s", value, sel, err, b.pageText())
+	}
+}
+
+// TestUIServices drives the dashboard's services table and namespace
+// chooser against a daemon with a compose service up and a second
+// namespace: the service shows ready with its address and ports and
+// restarts from its button; a function deployed into the namespace from
+// the form is listed there and not in openfaas-fn, its page and invoke use
+// NAME.NS; a secret's value never reaches the page.
+func TestUIServices(t *testing.T) {
+	e := setup(t)
+	kv1, _ := kvImages(t, e)
+	d := newDaemon(t, e, "--auth=true")
+	pw, err := os.ReadFile(filepath.Join(d.dir, "state", "basic-auth-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newFaas(t, d, strings.TrimSpace(string(pw)))
+	b := newBrowser(t, "admin", strings.TrimSpace(string(pw)))
+	const fn, ns, secret, value = "ui-staged", "staging", "db", "staging-secret-never-shown"
+
+	// A single namespace: no chooser, as before namespaces.
+	b.do("open", chromedp.Navigate(d.url("/ui/")), chromedp.WaitVisible(chromedp.CSS("#functions")))
+	b.until("empty list", `document.querySelector("#functions .empty") !== null`, 10*time.Second)
+	if hidden, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`document.querySelector("#ns-field").hidden && document.querySelector("#services-section").hidden`)); err != nil || !hidden {
+		t.Errorf("one namespace and no services: chooser or services shown (%v)\n%s", err, b.pageText())
+	}
+
+	// A service, up through the daemon's API as `ember service up` does it.
+	port := freePort(t)
+	file := filepath.Join(t.TempDir(), "compose.yaml")
+	if err := os.WriteFile(file, []byte(kvCompose(kv1, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.mustEmber("service", "up", "-f", file)
+	id := d.serviceReady("kv", "")
+	ip := d.serviceIP("kv")
+	b.until("service ready", `document.querySelector('#services [data-service="kv"] [data-state=ready]') !== null`, 30*time.Second)
+	row := b.text(`#services [data-service="kv"]`)
+	for _, want := range []string{kv1, ip, fmt.Sprintf("127.0.0.1:%d→7000", port)} {
+		if !strings.Contains(row, want) {
+			t.Errorf("service row %q: no %q", row, want)
+		}
+	}
+
+	// Restart behind the confirmation: cancel keeps the replica, confirm
+	// replaces it and the row comes back ready.
+	b.do("restart cancel", chromedp.Click(chromedp.CSS(`[data-restart="kv"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-cancel")), chromedp.Click(chromedp.CSS("#confirm-cancel")))
+	b.until("dialog closed", `!document.getElementById("confirm").open`, 10*time.Second)
+	if got := d.serviceReady("kv", ""); got != id {
+		t.Fatalf("cancel restarted the service: replica %s, was %s", got, id)
+	}
+	b.do("restart", chromedp.Click(chromedp.CSS(`[data-restart="kv"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-ok")), chromedp.Click(chromedp.CSS("#confirm-ok")))
+	b.until("restart asked", `document.querySelector("#service-msg").textContent.includes("Restarting kv")`, 30*time.Second)
+	d.serviceReady("kv", id)
+	b.until("ready again", `document.querySelector('#services [data-service="kv"] [data-state=ready]') !== null`, 30*time.Second)
+
+	// A second namespace with a secret: the chooser appears.
+	api.expect("POST", "/system/namespace/", map[string]string{"name": ns}, 201)
+	api.expect("POST", "/system/secrets", map[string]string{"name": secret, "value": value, "namespace": ns}, 201)
+	b.until("chooser shown", `!document.querySelector("#ns-field").hidden && document.querySelector('#ns option[value="staging"]') !== null`, 15*time.Second)
+	b.screenshot("services")
+
+	// Deploy into it from the form; its page is #/fn/NAME.NS.
+	b.do("deploy form", chromedp.Click(chromedp.CSS("#nav-deploy")), chromedp.WaitVisible(chromedp.CSS("#deploy-form")))
+	b.until("deploy chooser", `!document.querySelector("#d-namespace-field").hidden`, 15*time.Second)
+	b.choose("#d-namespace", ns)
+	b.until("secrets of staging", `document.querySelector("#known-secrets").textContent === "existing: db"`, 10*time.Second)
+	b.do("fill deploy",
+		chromedp.SendKeys(chromedp.CSS("#d-name"), fn),
+		chromedp.SendKeys(chromedp.CSS("#d-image"), e.echo),
+		chromedp.SendKeys(chromedp.CSS("#d-secrets"), secret),
+		chromedp.Click(chromedp.CSS("#deploy")),
+	)
+	b.until("function page", `location.hash === "#/fn/`+fn+`.`+ns+`" && document.querySelector("#spec") !== null`, 90*time.Second)
+	if got := b.text("#fn-namespace"); !strings.Contains(got, ns) {
+		t.Errorf("function page names namespace %q, want %s", got, ns)
+	}
+	if spec := b.text("#spec"); !strings.Contains(spec, secret) {
+		t.Errorf("spec %q: no secret name %s", spec, secret)
+	}
+	if st, err := d.client.Describe(context.Background(), fn+"."+ns); err != nil || st.Namespace != ns {
+		t.Fatalf("daemon's %s.%s = %+v, %v", fn, ns, st, err)
+	}
+	b.until("ready replica", `document.querySelector("#replicas [data-state=ready]") !== null`, 30*time.Second)
+	if strings.Contains(b.pageText(), value) {
+		t.Errorf("function page shows the secret's value")
+	}
+	b.do("invoke", chromedp.SetValue(chromedp.CSS("#inv-path"), "/ns"), chromedp.Click(chromedp.CSS("#invoke")))
+	b.until("invoke answer", `document.querySelector("#inv-code") !== null`, 30*time.Second)
+	if code := b.text("#inv-code"); !strings.HasPrefix(code, "200") {
+		t.Fatalf("invoke in %s = %q, want 200\n%s", ns, code, b.pageText())
+	}
+	b.until("count", `document.querySelector("#fn-invocations").textContent === "1"`, 10*time.Second)
+
+	// Listed in staging, not in openfaas-fn.
+	b.do("default list", chromedp.Click(chromedp.CSS("#nav-functions")))
+	b.until("default empty", `location.hash === "#/" && document.querySelector("#functions .empty") !== null`, 15*time.Second)
+	if got := b.text("#functions"); strings.Contains(got, fn) {
+		t.Errorf("openfaas-fn lists %s: %q", fn, got)
+	}
+	b.until("chooser", `!document.querySelector("#ns-field").hidden`, 15*time.Second)
+	b.choose("#ns", ns)
+	b.until("staging list", fmt.Sprintf(`location.hash === "#/ns/staging" && document.querySelector('#functions[data-namespace="staging"] [data-fn=%q]') !== null`, fn), 15*time.Second)
+	b.until("staging count", fmt.Sprintf(`document.querySelector('[data-fn=%q] .inv').textContent === "1"`, fn), 15*time.Second)
+	if strings.Contains(b.pageText(), value) {
+		t.Errorf("functions page shows the secret's value")
+	}
+	b.screenshot("functions-namespace")
+
+	// Remove from its page: back to the staging list, gone.
+	b.do("open", chromedp.Click(chromedp.CSS(fmt.Sprintf(`[data-fn=%q] h2 a`, fn))), chromedp.WaitVisible(chromedp.CSS("#remove")),
+		chromedp.Click(chromedp.CSS("#remove")), chromedp.WaitVisible(chromedp.CSS("#confirm-ok")), chromedp.Click(chromedp.CSS("#confirm-ok")))
+	b.until("removed", fmt.Sprintf(`location.hash === "#/ns/staging" && document.querySelector("#functions .empty") !== null && document.querySelector('[data-fn=%q]') === null`, fn), 30*time.Second)
+}

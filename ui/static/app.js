@@ -5,6 +5,10 @@
 
 const POLL_MS = 2000;
 const STATES = ["ready", "starting", "unhealthy", "paused", "stopping", "exited", "zero"];
+const DEFAULT_NS = "openfaas-fn";
+
+// The namespace last looked at: the deploy form starts in it.
+let currentNS = DEFAULT_NS;
 
 // ---- helpers ----
 
@@ -44,6 +48,49 @@ async function api(method, path, body) {
 }
 
 function setConn(msg) { document.getElementById("conn").textContent = msg; }
+
+// ---- namespaces ----
+// The default namespace keeps the URLs it had before namespaces: no
+// ?namespace=, no .NS suffix, no namespace in a body.
+
+function isDefaultNS(ns) { return !ns || ns === DEFAULT_NS; }
+
+// ref names a function as the gateway routes it: NAME, or NAME.NS.
+function ref(name, ns) { return isDefaultNS(ns) ? name : name + "." + ns; }
+
+// nsQuery is the ?namespace= of a /system/* URL.
+function nsQuery(ns) { return isDefaultNS(ns) ? "" : "?namespace=" + encodeURIComponent(ns); }
+
+// withNS adds the namespace to a request body, other than the default's.
+function withNS(body, ns) { return isDefaultNS(ns) ? body : { ...body, namespace: ns }; }
+
+function listHash(ns) { return isDefaultNS(ns) ? "#/" : "#/ns/" + encodeURIComponent(ns); }
+function fnHash(name, ns) { return "#/fn/" + encodeURIComponent(ref(name, ns)); }
+
+// nsChooser is a namespace <select> that stays hidden while there is only
+// one namespace, so a host without namespaces sees no change.
+function nsChooser(id, value, onchange) {
+  const sel = h("select", { id }, h("option", { value }, value));
+  sel.value = value;
+  sel.addEventListener("change", () => onchange(sel.value));
+  const wrap = h("div", { class: "field ns", id: id + "-field", hidden: true },
+    h("label", { for: id }, "Namespace"), sel);
+  let shown = "";
+  const update = (list) => {
+    const nss = [...new Set([DEFAULT_NS, ...(list || []), sel.value])].sort();
+    const key = nss.join(",");
+    // Rebuilt only when the list changes: a poll must not close an open menu.
+    if (key !== shown) {
+      const v = sel.value;
+      sel.replaceChildren(...nss.map((n) => h("option", { value: n }, n)));
+      sel.value = v;
+      shown = key;
+    }
+    wrap.hidden = nss.length < 2;
+  };
+  const load = async () => update(await api("GET", "/system/namespaces"));
+  return { el: wrap, select: sel, load };
+}
 
 // KEY=VALUE lines into an object; blank lines and # comments are skipped.
 function parseKV(text, sep) {
@@ -119,14 +166,15 @@ function confirmDialog(text) {
 }
 
 // Invocation rates, from successive polls of the invocation counters.
-const history = new Map(); // name -> [{t, n}]
-function record(fns) {
+const history = new Map(); // NAME or NAME.NS -> [{t, n}]
+function record(fns, ns) {
   const now = Date.now();
   for (const f of fns) {
-    const hs = history.get(f.name) || [];
+    const key = ref(f.name, ns);
+    const hs = history.get(key) || [];
     hs.push({ t: now, n: f.invocationCount || 0 });
     while (hs.length > 90) hs.shift(); // three minutes at one poll every 2s
-    history.set(f.name, hs);
+    history.set(key, hs);
   }
 }
 
@@ -157,25 +205,36 @@ function sparkline(values) {
 
 // ---- views ----
 
-function functionsView(main) {
-  const list = h("div", { class: "cards", id: "functions" });
+function functionsView(main, ns) {
+  const list = h("div", { class: "cards", id: "functions", "data-namespace": ns });
+  const chooser = nsChooser("ns", ns, (v) => { location.hash = listHash(v); });
   main.append(
-    h("div", { class: "toolbar" }, h("h1", {}, "Functions"), h("a", { href: "#/deploy" }, "Deploy a function")),
+    h("div", { class: "toolbar" }, h("h1", {}, "Functions"),
+      h("div", { class: "row" }, chooser.el, h("a", { href: "#/deploy" }, "Deploy a function"))),
     list,
+    servicesPanel(),
   );
   poll(async () => {
-    const fns = (await api("GET", "/system/functions")) || [];
+    let fns;
+    try {
+      [fns] = await Promise.all([api("GET", "/system/functions" + nsQuery(ns)), chooser.load()]);
+    } catch (e) {
+      if (e.status !== 404 || isDefaultNS(ns)) throw e;
+      list.replaceChildren(h("p", { class: "empty error" }, `No namespace ${ns}. `, h("a", { href: "#/" }, "Back to openfaas-fn"), "."));
+      return;
+    }
+    fns = fns || [];
     fns.sort((a, b) => a.name.localeCompare(b.name));
-    record(fns);
+    record(fns, ns);
     if (!fns.length) {
       list.replaceChildren(h("p", { class: "empty" }, "No functions yet. ", h("a", { href: "#/deploy" }, "Deploy one"), "."));
       return;
     }
     list.replaceChildren(...fns.map((f) => {
-      const r = rates(f.name);
+      const r = rates(ref(f.name, ns));
       const rps = r.length ? r[r.length - 1] : 0;
       return h("article", { class: "card", "data-fn": f.name },
-        h("h2", {}, h("a", { href: "#/fn/" + encodeURIComponent(f.name) }, f.name)),
+        h("h2", {}, h("a", { href: fnHash(f.name, ns) }, f.name)),
         h("div", { class: "image" }, f.image),
         stateBadges(f),
         h("div", { class: "metrics" },
@@ -187,6 +246,50 @@ function functionsView(main) {
       );
     }));
   });
+}
+
+// servicesPanel lists the compose services: they are not functions (no
+// scaling, no gateway route) but share the host, so they belong on the
+// overview. A daemon that runs no services answers 404 or 501, and an empty
+// list shows nothing: a functions-only host sees no change.
+function servicesPanel() {
+  const body = h("div", {});
+  const msg = h("p", { role: "status", id: "service-msg" });
+  const err = h("p", { class: "error", role: "alert", id: "service-error" });
+  const section = h("section", { id: "services-section", "aria-labelledby": "services-title", hidden: true },
+    h("h2", { id: "services-title" }, "Services"), body, err, msg);
+  let off = false;
+  const refresh = async () => {
+    let ss;
+    try { ss = (await api("GET", "/system/services")) || []; } catch (e) {
+      if (e.status === 404 || e.status === 501) { off = true; section.hidden = true; return; }
+      throw e;
+    }
+    ss.sort((a, b) => a.spec.name.localeCompare(b.spec.name));
+    section.hidden = !ss.length;
+    body.replaceChildren(h("div", { class: "scroll" }, h("table", { id: "services" },
+      h("thead", {}, h("tr", {}, ["Name", "Image", "State", "IP", "Ports", "Restarts", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, ss.map((s) => {
+        const name = s.spec.name;
+        const r = (s.status.replicas || [])[0];
+        const ports = ((s.spec.service || {}).ports || []).map((p) => `${p.hostIP || "127.0.0.1"}:${p.hostPort}→${p.port}`);
+        return h("tr", { "data-service": name },
+          h("td", { class: "kv" }, name),
+          h("td", { class: "kv image" }, s.spec.image),
+          h("td", {}, badge(r ? r.state : s.status.phase || "stopped"), s.status.lastError ? h("div", { class: "error" }, s.status.lastError) : null),
+          h("td", { class: "kv" }, r ? r.ip || "" : ""),
+          h("td", { class: "kv" }, ports.join(", ") || h("span", { class: "muted" }, "none")),
+          h("td", {}, String(r ? r.restarts || 0 : 0)),
+          h("td", {}, h("button", { type: "button", "data-restart": name, onclick: async () => {
+            if (!(await confirmDialog(`Restart service ${name}? Its container is stopped and started again; its clients lose their connections meanwhile.`))) return;
+            err.textContent = ""; msg.textContent = "";
+            try { await api("POST", "/system/services/" + encodeURIComponent(name) + "/restart"); msg.textContent = `Restarting ${name}.`; } catch (x) { err.textContent = x.message; }
+            await refresh();
+          } }, "Restart…")));
+      })))));
+  };
+  poll(async () => { if (!off) await refresh(); });
+  return section;
 }
 
 function kvList(obj) {
@@ -223,7 +326,7 @@ function replicasTable(f) {
   ));
 }
 
-function functionView(main, name) {
+function functionView(main, name, ns) {
   const head = h("div", { class: "states", id: "fn-states" });
   const inv = h("strong", { id: "fn-invocations" }, "–");
   const usage = h("span", { class: "muted", id: "fn-usage" });
@@ -237,7 +340,7 @@ function functionView(main, name) {
     e.preventDefault();
     scaleMsg.className = ""; scaleMsg.textContent = "scaling…";
     try {
-      await api("POST", "/system/scale-function/" + encodeURIComponent(name), { serviceName: name, replicas: Number(scaleIn.value) });
+      await api("POST", "/system/scale-function/" + encodeURIComponent(name) + nsQuery(ns), withNS({ serviceName: name, replicas: Number(scaleIn.value) }, ns));
       scaleMsg.className = "ok"; scaleMsg.textContent = `asked for ${scaleIn.value}`;
     } catch (err) { scaleMsg.className = "error"; scaleMsg.textContent = err.message; }
   } },
@@ -246,21 +349,22 @@ function functionView(main, name) {
 
   const removeMsg = h("span", { class: "error", role: "alert" });
   const remove = h("button", { type: "button", class: "danger", id: "remove", onclick: async () => {
-    if (!(await confirmDialog(`Remove ${name}? Its replicas are stopped and its spec is deleted.`))) return;
+    if (!(await confirmDialog(`Remove ${ref(name, ns)}? Its replicas are stopped and its spec is deleted.`))) return;
     try {
-      await api("DELETE", "/system/functions", { functionName: name });
-      location.hash = "#/";
+      await api("DELETE", "/system/functions", withNS({ functionName: name }, ns));
+      location.hash = listHash(ns);
     } catch (err) { removeMsg.textContent = err.message; }
   } }, "Remove…");
 
   main.append(
-    h("p", {}, h("a", { href: "#/" }, "← Functions")),
-    h("div", { class: "toolbar" }, h("h1", {}, name), h("div", {}, remove, " ", removeMsg)),
+    h("p", {}, h("a", { href: listHash(ns) }, isDefaultNS(ns) ? "← Functions" : `← Functions in ${ns}`)),
+    h("div", { class: "toolbar" }, h("h1", {}, name, isDefaultNS(ns) ? null : h("span", { class: "muted ns-name", id: "fn-namespace" }, " in " + ns)),
+      h("div", {}, remove, " ", removeMsg)),
     h("div", { class: "panel" }, head, h("div", { class: "metrics" }, h("span", {}, "invocations ", inv), usage), lastErr),
-    h("h2", {}, "Invoke"), invokeForm(name),
+    h("h2", {}, "Invoke"), invokeForm(name, ns),
     h("h2", {}, "Replicas"), reps,
     h("h2", {}, "Scale"), scaleForm,
-    h("h2", {}, "Logs"), logsPanel(name),
+    h("h2", {}, "Logs"), logsPanel(name, ns),
     h("h2", {}, "Spec"), spec,
   );
 
@@ -268,7 +372,7 @@ function functionView(main, name) {
   scaleIn.addEventListener("input", () => { scaleTouched = true; });
   poll(async () => {
     let f;
-    try { f = await api("GET", "/system/function/" + encodeURIComponent(name)); } catch (e) {
+    try { f = await api("GET", "/system/function/" + encodeURIComponent(name) + nsQuery(ns)); } catch (e) {
       if (e.status === 404) { head.replaceChildren(h("span", { class: "error" }, "No such function.")); return; }
       throw e;
     }
@@ -287,13 +391,14 @@ function functionView(main, name) {
   });
 }
 
-function logsPanel(name) {
+function logsPanel(name, ns) {
   const out = h("pre", { id: "logs", "aria-live": "off", tabindex: "0" }, "");
   const follow = h("input", { type: "checkbox", id: "logs-follow", checked: true });
   const inst = h("select", { id: "logs-instance" }, h("option", { value: "" }, "all replicas"));
   const load = async () => {
     const q = new URLSearchParams({ name, follow: "false", tail: "100" });
     if (inst.value) q.set("instance", inst.value);
+    if (!isDefaultNS(ns)) q.set("namespace", ns);
     const text = await api("GET", "/system/logs?" + q);
     const lines = String(text).split("\n").filter(Boolean).map((l) => {
       try {
@@ -315,7 +420,7 @@ function logsPanel(name) {
     out);
 }
 
-function invokeForm(name) {
+function invokeForm(name, ns) {
   const method = h("select", { id: "inv-method" }, ["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => h("option", { value: m }, m)));
   method.value = "POST";
   const path = h("input", { type: "text", id: "inv-path", value: "/", autocomplete: "off" });
@@ -335,7 +440,7 @@ function invokeForm(name) {
     let p = path.value.trim() || "/";
     if (!p.startsWith("/")) p = "/" + p;
     const q = query.value.trim().replace(/^\?/, "");
-    const url = "/function/" + encodeURIComponent(name) + p + (q ? "?" + q : "");
+    const url = "/function/" + encodeURIComponent(ref(name, ns)) + p + (q ? "?" + q : "");
     const opts = { method: method.value, headers: hdrs };
     if (!["GET", "HEAD"].includes(method.value)) opts.body = body.value;
     btn.disabled = true;
@@ -383,7 +488,7 @@ function field(id, label, input, hint) {
 function errorField(msg) {
   const m = msg.toLowerCase();
   const rules = [
-    ["d-secrets", /secret/], ["d-image", /image|pull|manifest|registry|reference|not found/],
+    ["d-secrets", /secret/], ["d-namespace", /namespace/], ["d-image", /image|pull|manifest|registry|reference|not found/],
     ["d-name", /name|service/], ["d-env", /env/], ["d-labels", /label/], ["d-annotations", /annotation/],
     ["d-memory", /memory/], ["d-cpu", /cpu/],
   ];
@@ -404,10 +509,20 @@ function deployView(main) {
   const progress = h("p", { id: "deploy-progress", role: "status", class: "progress" });
   const btn = h("button", { type: "submit", class: "primary", id: "deploy" }, "Deploy");
   const known = h("span", { class: "hint", id: "known-secrets" });
-  api("GET", "/system/secrets").then((ss) => {
-    const names = (ss || []).map((s) => s.name);
-    known.textContent = names.length ? "existing: " + names.join(", ") : "none created yet";
-  }).catch(() => {});
+  // Only the last namespace chosen may fill the hint, whichever answers last.
+  let secretsFor = "";
+  const loadSecrets = (ns) => {
+    secretsFor = ns;
+    api("GET", "/system/secrets" + nsQuery(ns)).then((ss) => {
+      if (ns !== secretsFor) return;
+      const names = (ss || []).map((s) => s.name);
+      known.textContent = names.length ? "existing: " + names.join(", ") : "none created yet";
+    }).catch(() => {});
+  };
+  const chooser = nsChooser("d-namespace", currentNS, (v) => { currentNS = v; loadSecrets(v); });
+  chooser.el.append(h("div", { class: "error", id: "err-d-namespace", role: "alert" }));
+  chooser.load().catch(() => {});
+  loadSecrets(currentNS);
 
   const form = h("form", { class: "stack", id: "deploy-form", novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
@@ -430,6 +545,7 @@ function deployView(main) {
       if (sv.length) body.secrets = sv;
       if (memory.value.trim() || cpu.value.trim()) body.limits = { memory: memory.value.trim() || undefined, cpu: cpu.value.trim() || undefined };
       if (ro.checked) body.readOnlyRootFilesystem = true;
+      body = withNS(body, chooser.select.value);
     } catch (x) { show("d-general", x.message); return; }
     btn.disabled = true;
     progress.textContent = `Deploying ${body.service}: pulling the image and waiting for a ready replica…`;
@@ -438,7 +554,7 @@ function deployView(main) {
       await api("POST", "/system/functions?wait=120s", body);
       progress.className = "ok";
       progress.textContent = `${body.service} is ready.`;
-      location.hash = "#/fn/" + encodeURIComponent(body.service);
+      location.hash = fnHash(body.service, body.namespace);
     } catch (x) {
       progress.textContent = "";
       const id = errorField(x.message);
@@ -448,6 +564,7 @@ function deployView(main) {
     } finally { btn.disabled = false; }
   } },
   h("div", { class: "error", id: "err-d-general", role: "alert" }),
+  chooser.el,
   field("d-name", "Name", name, "lowercase letters, digits and -"),
   field("d-image", "Image", image),
   field("d-env", "Environment", env, "KEY=value a line"),
@@ -515,10 +632,18 @@ function route() {
   main.replaceChildren();
   const hash = location.hash || "#/";
   let nav = "nav-functions";
-  if (hash.startsWith("#/fn/")) functionView(main, decodeURIComponent(hash.slice(5)));
-  else if (hash === "#/deploy") { nav = "nav-deploy"; deployView(main); }
+  if (hash.startsWith("#/fn/")) {
+    // NAME.NS: names and namespaces are DNS labels without dots.
+    const r = decodeURIComponent(hash.slice(5));
+    const i = r.lastIndexOf(".");
+    currentNS = i > 0 ? r.slice(i + 1) : DEFAULT_NS;
+    functionView(main, i > 0 ? r.slice(0, i) : r, currentNS);
+  } else if (hash === "#/deploy") { nav = "nav-deploy"; deployView(main); }
   else if (hash === "#/secrets") { nav = "nav-secrets"; secretsView(main); }
-  else functionsView(main);
+  else {
+    currentNS = hash.startsWith("#/ns/") ? decodeURIComponent(hash.slice(5)) || DEFAULT_NS : DEFAULT_NS;
+    functionsView(main, currentNS);
+  }
   for (const a of document.querySelectorAll(".top nav a")) {
     if (a.id === nav) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
