@@ -272,18 +272,7 @@ func (c *Client) Invoke(ctx context.Context, name, method, path string, header h
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+"/function/"+url.PathEscape(c.ref(name))+path, body)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ember daemon: %w", err)
-	}
-	return resp, nil
+	return c.call(ctx, method, "/function/", name, path, header, body)
 }
 
 // InvokeAsync queues a call to a function at path with POST
@@ -296,7 +285,13 @@ func (c *Client) InvokeAsync(ctx context.Context, name, path string, header http
 	if path == "/" {
 		path = ""
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/async-function/"+url.PathEscape(c.ref(name))+path, body)
+	return c.call(ctx, http.MethodPost, "/async-function/", name, path, header, body)
+}
+
+// call sends a request to the function name (in the client's namespace)
+// under prefix, with the caller's headers, and leaves the answer to it.
+func (c *Client) call(ctx context.Context, method, prefix, name, path string, header http.Header, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+prefix+url.PathEscape(c.ref(name))+path, body)
 	if err != nil {
 		return nil, err
 	}

@@ -359,7 +359,12 @@ func ResolveRef(ref string) (string, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return "", err
 	}
-	return Qualify(name, ns), nil
+	if ns != DefaultNamespace {
+		// ref is already NAME.NS, the key: no new string on the
+		// gateway's per-request path.
+		return ref, nil
+	}
+	return name, nil
 }
 
 // MetricName is the function_name label of a function's series:

@@ -152,30 +152,16 @@ func waitRestarted(t *testing.T, d *daemon, name, id string, n int, exit string)
 // same process.
 func replicaProcs(t *testing.T, ctrd *itest.Containerd, d *daemon, f wire.FunctionStatus) []string {
 	t.Helper()
-	ctx := nsCtx(t.Context(), d.ns)
-	cl, err := ctrd.Client(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	var out []string
-	for _, r := range f.Instances {
-		c, err := cl.LoadContainer(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		task, err := c.Task(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", task.Pid()))
+	for i, pid := range replicaPIDs(t, ctrd, d, f) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Fields after the command's closing parenthesis; starttime is
 		// the 22nd field, the 20th of these.
 		rest := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		out = append(out, fmt.Sprintf("%s:%d@%s", r.ID, task.Pid(), rest[19]))
+		out = append(out, fmt.Sprintf("%s:%d@%s", f.Instances[i].ID, pid, rest[19]))
 	}
 	slices.Sort(out)
 	return out

@@ -38,7 +38,7 @@ func TestSharedShimCrash(t *testing.T) {
 	before := d.waitFor(chaosFn, fmt.Sprintf("%d ready", replicas), 60*time.Second, exactlyReady(replicas))
 
 	shim := onlyShim(t, e, d)
-	procs := replicaPIDs(t, e, d, before)
+	procs := replicaPIDs(t, e.containerd, d, before)
 	for _, pid := range procs {
 		if ppid := parentOf(t, pid); ppid != shim.PID {
 			t.Fatalf("replica process %d has parent %d, want the shared shim %d", pid, ppid, shim.PID)
@@ -143,10 +143,10 @@ func onlyShim(t *testing.T, e *env, d *daemon) itest.Shim {
 }
 
 // replicaPIDs are the replicas' main processes, as containerd knows them.
-func replicaPIDs(t *testing.T, e *env, d *daemon, f wire.FunctionStatus) []int {
+func replicaPIDs(t *testing.T, ctrd *itest.Containerd, d *daemon, f wire.FunctionStatus) []int {
 	t.Helper()
 	ctx := nsCtx(t.Context(), d.ns)
-	cl, err := e.containerd.Client(ctx)
+	cl, err := ctrd.Client(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
